@@ -1,0 +1,294 @@
+"""``python -m audit <command>``: the command-line face of Sieve.
+
+A user error (``AuditError``) prints one line naming the problem and the fix and exits 2;
+anything else keeps its traceback. This module is the outermost layer: it may call every
+other layer, and none calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from audit.errors import AuditError
+from audit.settings import Settings, load_settings
+from audit.store import Store
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXPORT_FORMATS = ("parquet", "csv", "jsonl", "imagefolder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.handler(args, settings) or 0)
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m audit",
+        description="Sieve: find and fix bad examples in an image dataset.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_ingest, _add_datasets, _add_run, _add_jobs, _add_cancel, _add_export,
+                _add_serve, _add_demo):
+        add(commands)
+    return parser
+
+
+# --- ingest / datasets ---------------------------------------------------------------------
+
+def _add_ingest(commands) -> None:
+    cmd = commands.add_parser("ingest", help="add an image folder or a manifest as a dataset",
+                              description="Add an image folder (ROOT/<class>/<image>, optionally "
+                              "under train/ val/ test/) or a manifest (CSV, Parquet, JSONL with "
+                              "path and label columns) to the store.")
+    cmd.add_argument("source", type=Path, help="image folder or manifest file")
+    cmd.add_argument("--name", help="dataset name (default: the folder or manifest name)")
+    cmd.set_defaults(handler=_ingest)
+
+
+def _ingest(args, settings: Settings) -> int:
+    from audit.datasets import ingest
+    from audit.store.datasets import get_dataset, list_datasets
+
+    store = Store.from_settings(settings)
+    dataset_id = ingest(store, args.source, settings, name=args.name,
+                        progress=_print_progress("ingest"))
+    row = list_datasets(store).set_index("id").loc[dataset_id]
+    name = get_dataset(store, dataset_id).name
+    print(f"ingested {name!r} (id {dataset_id}): {row.samples} samples, {row.classes} classes, "
+          f"{row.load_errors} unreadable")
+    return 0
+
+
+def _add_datasets(commands) -> None:
+    cmd = commands.add_parser("datasets", help="list the datasets in the store",
+                              description="List every dataset with its size, splits and classes.")
+    cmd.set_defaults(handler=_datasets)
+
+
+def _datasets(args, settings: Settings) -> int:
+    from audit.store.datasets import list_datasets
+
+    frame = list_datasets(Store.from_settings(settings))
+    if frame.empty:
+        print("no datasets yet; add one with `python -m audit ingest PATH`")
+        return 0
+    print(frame[["id", "name", "kind", "samples", "load_errors", "splits", "classes"]]
+          .to_string(index=False))
+    return 0
+
+
+# --- run / jobs / cancel -------------------------------------------------------------------
+
+def _add_run(commands) -> None:
+    cmd = commands.add_parser("run", help="queue an audit of a dataset",
+                              description="Queue an audit job; a background worker runs it. "
+                              "Options left out take their values from the settings.")
+    cmd.add_argument("dataset", help="dataset name or id")
+    cmd.add_argument("--detectors", help="comma-separated detector names (default: all)")
+    cmd.add_argument("--embedder", help="auto, clip, pixels or cnn")
+    cmd.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-32")
+    cmd.add_argument("--clip-pretrained", help="open_clip pretrained tag or a checkpoint path")
+    cmd.add_argument("--device", help="auto, cuda or cpu")
+    cmd.add_argument("--k", type=int, help="neighbours in the kNN graph")
+    cmd.add_argument("--folds", type=int, help="cross-fitting folds")
+    cmd.add_argument("--seed", type=int, help="random seed")
+    cmd.add_argument("--embeddings", type=Path, help=".npy of embeddings aligned to the samples")
+    cmd.add_argument("--pred-probs", type=Path, help=".npy of out-of-sample predicted probabilities")
+    cmd.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+    cmd.set_defaults(handler=_run)
+
+
+def _run(args, settings: Settings) -> int:
+    from audit.plan import AuditConfig
+    from audit.store.datasets import get_dataset
+    from jobs.queue import enqueue_audit
+
+    store = Store.from_settings(settings)
+    dataset = get_dataset(store, args.dataset)
+    config = AuditConfig.from_dict(_config_overrides(args), settings)
+    job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
+    print(f"queued job {job_id} for dataset {dataset.name!r}")
+    return _wait(store, job_id) if args.wait else 0
+
+
+def _config_overrides(args) -> dict:
+    options = {
+        "detectors": args.detectors.split(",") if args.detectors else None,
+        "embedder": args.embedder, "clip_model": args.clip_model,
+        "clip_pretrained": args.clip_pretrained, "device": args.device, "k": args.k,
+        "folds": args.folds, "seed": args.seed,
+        "embeddings_file": str(args.embeddings.resolve()) if args.embeddings else None,
+        "pred_probs_file": str(args.pred_probs.resolve()) if args.pred_probs else None,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _wait(store: Store, job_id: int) -> int:
+    from jobs.follow import follow_job
+
+    job = follow_job(store, job_id)
+    if job["status"] == "succeeded":
+        print(f"job {job_id} succeeded: run {job['run_id']}")
+        return 0
+    print(f"job {job_id} {job['status']}: {job.get('error') or 'no error recorded'}",
+          file=sys.stderr)
+    return 1
+
+
+def _add_jobs(commands) -> None:
+    cmd = commands.add_parser("jobs", help="list audit jobs, or show one job's log",
+                              description="List recent jobs with their status and progress.")
+    cmd.add_argument("--log", type=int, metavar="ID", help="print the log of job ID")
+    cmd.add_argument("--limit", type=int, default=20, help="how many jobs to list")
+    cmd.set_defaults(handler=_jobs)
+
+
+def _jobs(args, settings: Settings) -> int:
+    from jobs.queue import job_log, list_jobs
+
+    store = Store.from_settings(settings)
+    if args.log is not None:
+        for line in job_log(store, args.log):
+            print(line)
+        return 0
+    frame = list_jobs(store, limit=args.limit)
+    if frame.empty:
+        print("no jobs yet; queue one with `python -m audit run DATASET`")
+        return 0
+    print(frame.to_string(index=False))
+    return 0
+
+
+def _add_cancel(commands) -> None:
+    cmd = commands.add_parser("cancel", help="ask a queued or running job to stop",
+                              description="Cancel a job: a queued job is cancelled at once, a "
+                              "running one at its next batch.")
+    cmd.add_argument("job_id", type=int, help="job id (see `python -m audit jobs`)")
+    cmd.set_defaults(handler=_cancel)
+
+
+def _cancel(args, settings: Settings) -> int:
+    from jobs.queue import request_cancel
+
+    status = request_cancel(Store.from_settings(settings), args.job_id)
+    print(f"job {args.job_id}: {status}")
+    return 0
+
+
+# --- export --------------------------------------------------------------------------------
+
+def _add_export(commands) -> None:
+    cmd = commands.add_parser("export", help="write the cleaned dataset",
+                              description="Export a cleaned copy of a dataset: reviewed "
+                              "decisions always apply; other rules are opt-in.")
+    cmd.add_argument("dataset", help="dataset name or id")
+    cmd.add_argument("--out", type=Path, required=True, help="new or empty output folder")
+    cmd.add_argument("--format", choices=EXPORT_FORMATS, default="parquet")
+    cmd.add_argument("--run", type=int, help="run whose scores to use (default: the latest)")
+    cmd.add_argument("--include-flagged", action="store_true",
+                     help="also drop every example the chosen detectors flag (unless kept)")
+    cmd.add_argument("--detectors", help="comma-separated detectors for --include-flagged")
+    cmd.add_argument("--threshold", type=float,
+                     help="with --include-flagged: drop scores below this instead of is_issue")
+    cmd.add_argument("--apply-suggested", type=float, metavar="MIN_CONFIDENCE",
+                     help="relabel label_issue flags whose suggestion has this confidence")
+    cmd.add_argument("--dedupe", action="store_true", help="keep one member of each duplicate set")
+    cmd.add_argument("--leakage", choices=("keep", "test", "train"), default="keep",
+                     help="drop train/test duplicates from this side")
+    cmd.add_argument("--weights", action="store_true",
+                     help="keep every row and add a sample_weight column instead of dropping")
+    cmd.add_argument("--splits", help="comma-separated splits to export (default: all)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    cmd.set_defaults(handler=_export)
+
+
+def _export(args, settings: Settings) -> int:
+    from audit.export import ExportRules, export_dataset
+    from audit.store.datasets import get_dataset
+
+    store = Store.from_settings(settings)
+    dataset = get_dataset(store, args.dataset)
+    rules = ExportRules(
+        run_id=args.run, include_flagged=args.include_flagged,
+        detectors=args.detectors.split(",") if args.detectors else None,
+        threshold=args.threshold, apply_suggested=args.apply_suggested, dedupe=args.dedupe,
+        leakage=args.leakage, weights=args.weights,
+        splits=args.splits.split(",") if args.splits else None,
+    )
+    result = export_dataset(store, settings, dataset.id, args.out, args.format, rules,
+                            overwrite=args.overwrite)
+    print(f"exported {dataset.name!r} to {result.out_dir}: {result.summary()}")
+    return 0
+
+
+# --- serve / demo --------------------------------------------------------------------------
+
+def _add_serve(commands) -> None:
+    cmd = commands.add_parser("serve", help="start the dashboard",
+                              description="Start the Streamlit dashboard (127.0.0.1 by default).")
+    cmd.add_argument("--port", type=int, help="port (default: the port setting, 8501)")
+    cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    cmd.set_defaults(handler=_serve)
+
+
+def _serve(args, settings: Settings) -> int:
+    return serve(settings, args.host or settings.host, args.port or settings.port)
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]
+    env = dict(os.environ, AUDIT_DATA_HOME=str(Path(settings.data_home).resolve()))
+    print(f"Sieve dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
+
+
+def _add_demo(commands) -> None:
+    cmd = commands.add_parser("demo", help="generate the demo dataset, audit it, open the dashboard",
+                              description="Generate the demo (handwritten digits with planted "
+                              "problems), ingest it, audit it in the background with a progress "
+                              "bar, then start the dashboard.")
+    cmd.add_argument("--no-serve", action="store_true", help="stop after the audit finishes")
+    cmd.add_argument("--port", type=int, help="dashboard port (default 8501)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed for the demo dataset")
+    cmd.set_defaults(handler=_demo)
+
+
+def _demo(args, settings: Settings) -> int:
+    from audit.demo import ensure_demo_dataset
+    from audit.plan import AuditConfig
+    from jobs.queue import enqueue_audit
+
+    store = Store.from_settings(settings)
+    dataset_id = ensure_demo_dataset(store, settings, seed=args.seed,
+                                     progress=_print_progress("demo"))
+    config = AuditConfig.from_dict({}, settings)
+    job_id = enqueue_audit(store, settings, dataset_id, config.to_dict())
+    print(f"auditing the demo in the background (job {job_id})")
+    status = _wait(store, job_id)
+    if status != 0 or args.no_serve:
+        return status
+    return serve(settings, settings.host, args.port or settings.port)
+
+
+def _print_progress(stage: str):
+    def report(fraction: float, message: str) -> None:
+        end = "\n" if fraction >= 1 else "\r"
+        print(f"{stage}: {fraction:6.1%} {message}", end=end, file=sys.stderr, flush=True)
+    return report

@@ -1,0 +1,272 @@
+"""Ingestion: an image folder or a manifest (CSV, Parquet, JSONL) becomes a dataset in the store.
+
+Layouts:
+- folder: ``ROOT/<class>/<image>``, optionally under split folders ``ROOT/<split>/<class>/<image>``;
+- manifest: columns ``path`` (relative to the manifest) and ``label``, optional ``caption``,
+  ``split`` and ``id``; other columns are kept as the sample's ``extra``.
+
+Whole-dataset problems (missing columns, blank labels, duplicate ids, a path outside the
+root, ...) refuse the dataset with a message naming the row and the fix. A file that cannot be
+decoded is ingested with its ``load_error`` recorded. The dataset and all its samples are
+written in one transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from audit.errors import InputError
+from audit.images import IMAGE_SUFFIXES, inspect_image
+from audit.settings import Settings
+from audit.store import Store
+from audit.store.datasets import create_dataset
+
+SPLITS = ("train", "val", "test")
+MANIFEST_SUFFIXES = {".csv", ".parquet", ".jsonl"}
+REQUIRED_COLUMNS = ("path", "label")
+OPTIONAL_COLUMNS = ("caption", "split", "id")
+Progress = Callable[[float, str], None]
+
+
+def ingest(store: Store, source: Path, settings: Settings, name: str | None = None,
+           progress: Progress | None = None) -> int:
+    """Read a folder or manifest, inspect every image, store the dataset; return its id."""
+    source = Path(source).expanduser().resolve()
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give an image folder or a manifest file")
+    listing, root, kind = _listing(source)
+    samples = _inspect_all(listing, root, settings, progress or _quiet)
+    return create_dataset(store, name or _default_name(source), str(source), kind, str(root), samples)
+
+
+def _quiet(fraction: float, message: str) -> None:
+    return None
+
+
+def _default_name(source: Path) -> str:
+    return source.stem if source.is_file() else source.name
+
+
+def _listing(source: Path) -> tuple[pd.DataFrame, Path, str]:
+    if source.is_dir():
+        return list_image_folder(source), source, "folder"
+    if source.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(source), source.parent, "manifest"
+    raise InputError(
+        f"{source}: not a folder and not a manifest ({', '.join(sorted(MANIFEST_SUFFIXES))})"
+    )
+
+
+# --- folders -------------------------------------------------------------------------------
+
+def list_image_folder(root: Path) -> pd.DataFrame:
+    """One row per image file: path (relative, POSIX), label, split, id."""
+    top = _visible_dirs(root)
+    split_dirs = [d for d in top if d.name in SPLITS]
+    if split_dirs and len(split_dirs) != len(top):
+        others = sorted(d.name for d in top if d.name not in SPLITS)
+        raise InputError(
+            f"{root}: mixes split folders {sorted(d.name for d in split_dirs)} with other folders"
+            f" {others}; put every class folder under train/, val/ or test/"
+        )
+    groups = [(d.name, d) for d in split_dirs] if split_dirs else [("train", root)]
+    rows = [row for split, folder in groups for row in _class_folder_rows(root, folder, split)]
+    if not rows:
+        raise InputError(
+            f"{root}: no images found; expected ROOT/<class>/<image> or ROOT/<split>/<class>/<image>"
+        )
+    frame = pd.DataFrame(rows)
+    frame["caption"] = None
+    return frame
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _class_folder_rows(root: Path, folder: Path, split: str) -> list[dict]:
+    rows = []
+    for class_dir in _visible_dirs(folder):
+        for file in sorted(class_dir.rglob("*")):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                relative = file.relative_to(root).as_posix()
+                rows.append({"path": relative, "label": class_dir.name, "split": split,
+                             "id": relative})
+    return rows
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """Read and validate a manifest; every problem names the row (1-based, header excluded)."""
+    frame = _read_table(path)
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
+            "A manifest needs 'path' (relative to the manifest) and 'label'"
+        )
+    if frame.empty:
+        raise InputError(f"{path}: has a header but no rows; add one row per image")
+    _check_blank(path, frame, "path")
+    _check_blank(path, frame, "label")
+    frame["split"] = _splits(path, frame)
+    frame["id"] = _ids(path, frame)
+    _check_inside_root(path, frame)
+    return frame
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None)
+        text = _read_utf8(path)
+        if suffix == ".jsonl":
+            return _read_jsonl(path, text)
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot be read as {suffix[1:]} ({exc}); check the file") from exc
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); re-save the file as UTF-8"
+        ) from exc
+
+
+def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix it") from exc
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: line {number} is not a JSON object; write one object a line")
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def _check_blank(path: Path, frame: pd.DataFrame, column: str) -> None:
+    rows = (frame.index[_blank(frame[column])] + 1).tolist()
+    if rows:
+        raise InputError(
+            f"{path}: column '{column}' is blank in row(s) {rows[:10]}"
+            f"{' and more' if len(rows) > 10 else ''}; fill them in or remove those rows"
+        )
+    frame[column] = frame[column].astype(str).str.strip()
+
+
+def _splits(path: Path, frame: pd.DataFrame) -> pd.Series:
+    if "split" not in frame.columns:
+        return pd.Series("train", index=frame.index)
+    splits = frame["split"].where(~_blank(frame["split"]), "train").astype(str).str.strip().str.lower()
+    unknown = ~splits.isin(SPLITS)
+    if unknown.any():
+        row = int(frame.index[unknown][0]) + 1
+        raise InputError(
+            f"{path}: row {row} has unknown split {frame['split'][unknown].iloc[0]!r}; "
+            f"use one of {list(SPLITS)}"
+        )
+    return splits
+
+
+def _ids(path: Path, frame: pd.DataFrame) -> pd.Series:
+    if "id" not in frame.columns or _blank(frame["id"]).all():
+        ids = frame["path"].astype(str)
+        source = "path"
+    else:
+        _check_blank(path, frame, "id")
+        ids = frame["id"].astype(str)
+        source = "id"
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        rows = (frame.index[duplicated] + 1).tolist()
+        raise InputError(
+            f"{path}: duplicate {source} {ids[duplicated].iloc[0]!r} in rows {rows[:10]}; "
+            "every sample needs a unique id"
+        )
+    return ids
+
+
+def _check_inside_root(path: Path, frame: pd.DataFrame) -> None:
+    root = path.parent.resolve()
+    for index, relative in frame["path"].items():
+        target = (root / relative).resolve()
+        if Path(relative).is_absolute() or not target.is_relative_to(root):
+            raise InputError(
+                f"{path}: row {index + 1} path {relative!r} points outside the manifest's folder "
+                f"{root}; use paths relative to the manifest, inside it"
+            )
+
+
+# --- inspection ----------------------------------------------------------------------------
+
+def _inspect_all(listing: pd.DataFrame, root: Path, settings: Settings,
+                 progress: Progress) -> pd.DataFrame:
+    paths = [root / p for p in listing["path"]]
+    facts = []
+    with ThreadPoolExecutor(max_workers=max(1, settings.ingest_workers)) as pool:
+        for done, fact in enumerate(pool.map(lambda p: inspect_image(p, settings.max_image_pixels), paths), 1):
+            facts.append(fact)
+            if done % 256 == 0 or done == len(paths):
+                progress(done / len(paths), f"read {done}/{len(paths)} images")
+    return _samples_table(listing, facts)
+
+
+def _samples_table(listing: pd.DataFrame, facts: list) -> pd.DataFrame:
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    extra_columns = [c for c in listing.columns if c not in known]
+    return pd.DataFrame({
+        "sample_id": listing["id"].astype(str).to_numpy(),
+        "row_index": range(len(listing)),
+        "split": listing["split"].to_numpy(),
+        "path": listing["path"].to_numpy(),
+        "label": listing["label"].astype(str).to_numpy(),
+        "caption": _captions(listing),
+        "width": pd.array([f.width for f in facts], dtype="Int64"),
+        "height": pd.array([f.height for f in facts], dtype="Int64"),
+        "file_size": pd.array([f.file_size for f in facts], dtype="Int64"),
+        "sha256": [f.sha256 for f in facts],
+        "load_error": [f.load_error for f in facts],
+        "extra": [_extra_json(listing, i, extra_columns) for i in range(len(listing))],
+    })
+
+
+def _captions(listing: pd.DataFrame) -> list:
+    if "caption" not in listing.columns:
+        return [None] * len(listing)
+    return [None if _is_blank_value(c) else str(c) for c in listing["caption"]]
+
+
+def _is_blank_value(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip() == ""
+
+
+def _extra_json(listing: pd.DataFrame, row: int, columns: list[str]) -> str | None:
+    if not columns:
+        return None
+    values = {c: listing[c].iloc[row] for c in columns}
+    return json.dumps({k: (None if _is_blank_value(v) else v) for k, v in values.items()}, default=str)

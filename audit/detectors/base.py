@@ -1,0 +1,125 @@
+"""The detector contract.
+
+A detector is one small class in its own module, registered with ``@register``. It declares
+its ``name``, what it ``requires`` from ``DetectorInputs`` and its default ``params``, and
+``score(inputs, params, progress)`` returns one row per usable sample:
+
+    sample_id  str
+    score      float in [0, 1], LOWER = MORE LIKELY A PROBLEM (cleanlab's convention)
+    is_issue   bool
+    details    dict or None (sub-scores, suggested label, duplicate-of id, neighbours ...)
+
+The maths lives in pure functions beside the class, testable on tiny arrays. The plan never
+special-cases a detector by name: a detector whose requirement is missing is skipped with
+the reason ``missing_requirements`` gives, and one that raises is recorded as skipped too.
+Detectors that combine others' results list them in ``after`` and read
+``inputs.prior_scores[name]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+Progress = Callable[[float, str], None]
+
+# What a detector may require; each maps to one attribute of DetectorInputs being present.
+REQUIREMENTS = {
+    "labels": "labels",
+    "embeddings": "embeddings",
+    "pred_probs": "pred_probs",
+    "knn": "knn",
+    "captions": "captions",
+    "pixels": "load_image",
+    "clip": "clip",
+}
+
+
+@dataclasses.dataclass
+class KnnGraph:
+    """Neighbours of every sample, self excluded, nearest first (cosine distance)."""
+
+    indices: np.ndarray      # int64 (n, k): row numbers into DetectorInputs
+    distances: np.ndarray    # float32 (n, k): 1 - cosine similarity, ascending per row
+    exact: bool = True
+
+
+@dataclasses.dataclass
+class DetectorInputs:
+    """Everything a detector may read, aligned row by row (usable samples, source order)."""
+
+    sample_ids: list[str]
+    labels: np.ndarray                      # int64 (n,) index into class_names
+    class_names: list[str]
+    splits: np.ndarray                      # str (n,)
+    sha256: list[str]
+    widths: np.ndarray                      # int (n,)
+    heights: np.ndarray                     # int (n,)
+    captions: list[str | None] | None = None        # None when the dataset has no captions
+    embeddings: np.ndarray | None = None    # float32 (n, d), L2-normalised
+    pred_probs: np.ndarray | None = None    # float (n, K), out-of-sample, rows sum to 1
+    knn: KnnGraph | None = None
+    load_image: Callable[[int], Image.Image] | None = None   # row -> RGB image
+    clip: object | None = None              # a loaded pretrained CLIP (see audit.embedders.clip)
+    seed: int = 0
+    device: str = "cpu"
+    prior_scores: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.sample_ids)
+
+
+class Detector:
+    """Base class: subclasses set the class attributes and implement ``score``."""
+
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[str]] = frozenset()
+    after: ClassVar[tuple[str, ...]] = ()
+    params: ClassVar[dict] = {}
+    description: ClassVar[str] = ""
+
+    def missing_requirements(self, inputs: DetectorInputs) -> str | None:
+        """A plain-words reason this detector cannot run on these inputs, or None."""
+        missing = [r for r in sorted(self.requires) if getattr(inputs, REQUIREMENTS[r]) is None]
+        if missing:
+            return f"needs {', '.join(missing)}, which this run does not have"
+        absent = [name for name in self.after if name not in inputs.prior_scores]
+        if absent:
+            return f"needs the results of {', '.join(absent)}, which did not run"
+        return None
+
+    def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    if cls.name in REGISTRY:
+        raise ValueError(f"detector {cls.name!r} is registered twice")
+    unknown = set(cls.requires) - set(REQUIREMENTS)
+    if unknown:
+        raise ValueError(f"detector {cls.name!r} requires unknown inputs {sorted(unknown)}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def result_frame(inputs: DetectorInputs, score: np.ndarray, is_issue: np.ndarray,
+                 details: list[dict | None] | None = None) -> pd.DataFrame:
+    """Build a detector's result, checking the score convention on the way out."""
+    score = np.asarray(score, dtype=np.float64)
+    if score.shape != (inputs.n,) or not np.all((score >= 0) & (score <= 1)):
+        raise ValueError("a detector's scores must be n values in [0, 1]")
+    return pd.DataFrame({
+        "sample_id": inputs.sample_ids,
+        "score": score,
+        "is_issue": np.asarray(is_issue, dtype=bool),
+        "details": details if details is not None else [None] * inputs.n,
+    })
+

@@ -1,0 +1,9 @@
+"""The store: the only code in Sieve that speaks SQL.
+
+Submodules own one group of tables each (``datasets``, ``runs``, ``flags``, ``jobs``,
+``exports``, ``explore``); all share ``Store.transaction()`` from ``connection``.
+"""
+
+from audit.store.connection import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,106 @@
+"""Datasets and their samples."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from audit.errors import InputError, NotFoundError
+from audit.store.connection import Store
+
+SAMPLE_COLUMNS = [
+    "sample_id", "row_index", "split", "path", "label", "caption",
+    "width", "height", "file_size", "sha256", "load_error", "extra",
+]
+_COLUMN_LIST = ", ".join(SAMPLE_COLUMNS)
+_INSERT_SAMPLES = (
+    f"INSERT INTO samples (dataset_id, {_COLUMN_LIST}) SELECT ?, {_COLUMN_LIST} FROM incoming_samples"
+)
+_SELECT_SAMPLES = f"SELECT {_COLUMN_LIST} FROM samples WHERE dataset_id = ? ORDER BY row_index"
+_DELETE_DATASET = [
+    "DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
+    "DELETE FROM runs WHERE dataset_id = ?",
+    "DELETE FROM flags WHERE dataset_id = ?",
+    "DELETE FROM samples WHERE dataset_id = ?",
+    "DELETE FROM exports WHERE dataset_id = ?",
+    "DELETE FROM datasets WHERE id = ?",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRecord:
+    id: int
+    name: str
+    source: str
+    kind: str
+    root: str
+    created_at: object
+
+
+def create_dataset(store: Store, name: str, source: str, kind: str, root: str,
+                   samples: pd.DataFrame) -> int:
+    """Insert a dataset and all its samples in one transaction; return its id."""
+    frame = samples[SAMPLE_COLUMNS]
+    with store.transaction() as con:
+        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            raise InputError(
+                f"a dataset named {name!r} already exists; choose another --name or delete it"
+            )
+        dataset_id = con.execute(
+            "INSERT INTO datasets (name, source, kind, root) VALUES (?, ?, ?, ?) RETURNING id",
+            [name, source, kind, root],
+        ).fetchone()[0]
+        con.register("incoming_samples", frame)
+        con.execute(_INSERT_SAMPLES, [dataset_id])
+        con.unregister("incoming_samples")
+    return int(dataset_id)
+
+
+def get_dataset(store: Store, name_or_id: str | int) -> DatasetRecord:
+    """Find a dataset by name, or by id when given an int or a string of digits."""
+    with store.transaction() as con:
+        row = con.execute(
+            "SELECT id, name, source, kind, root, created_at FROM datasets "
+            "WHERE name = ? OR (? AND id = ?)",
+            [str(name_or_id), str(name_or_id).isdigit(), _as_id(name_or_id)],
+        ).fetchone()
+    if row is None:
+        raise NotFoundError(
+            f"no dataset {name_or_id!r}; list them with `python -m audit datasets`"
+        )
+    return DatasetRecord(*row)
+
+
+def _as_id(name_or_id: str | int) -> int:
+    text = str(name_or_id)
+    return int(text) if text.isdigit() else -1
+
+
+def list_datasets(store: Store) -> pd.DataFrame:
+    """One row per dataset with its sample, error, split and class counts."""
+    with store.transaction() as con:
+        return con.execute(
+            """
+            SELECT d.id, d.name, d.kind, d.source, d.created_at,
+                   count(s.sample_id) AS samples,
+                   count(s.load_error) AS load_errors,
+                   count(DISTINCT s.split) AS splits,
+                   count(DISTINCT s.label) AS classes
+            FROM datasets d LEFT JOIN samples s ON s.dataset_id = d.id
+            GROUP BY ALL ORDER BY d.id
+            """
+        ).df()
+
+
+def samples_frame(store: Store, dataset_id: int) -> pd.DataFrame:
+    """All samples of a dataset, in source order."""
+    with store.transaction() as con:
+        return con.execute(_SELECT_SAMPLES, [dataset_id]).df()
+
+
+def delete_dataset(store: Store, dataset_id: int) -> None:
+    """Remove a dataset, its samples, runs, scores and flags (jobs keep their history)."""
+    with store.transaction() as con:
+        for statement in _DELETE_DATASET:
+            con.execute(statement, [dataset_id])

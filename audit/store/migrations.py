@@ -1,0 +1,154 @@
+"""Numbered schema migrations, applied in order when a connection opens.
+
+Add a migration by appending ``(next_number, sql)`` to ``MIGRATIONS``; never edit one that
+has shipped. Each migration runs in its own transaction together with its version row.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE SEQUENCE dataset_ids START 1;
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY DEFAULT nextval('dataset_ids'),
+            name VARCHAR NOT NULL UNIQUE,
+            source VARCHAR NOT NULL,            -- the folder or manifest, absolute
+            kind VARCHAR NOT NULL,              -- folder | manifest
+            root VARCHAR NOT NULL,              -- sample paths are relative to this folder
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE samples (
+            dataset_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            row_index INTEGER NOT NULL,          -- order in the source: aligns supplied arrays
+            split VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,               -- relative to datasets.root
+            label VARCHAR NOT NULL,
+            caption VARCHAR,
+            width INTEGER,
+            height INTEGER,
+            file_size BIGINT,
+            sha256 VARCHAR,
+            load_error VARCHAR,                  -- NULL when the image decodes
+            extra VARCHAR,                       -- JSON object of other manifest columns
+            PRIMARY KEY (dataset_id, sample_id)
+        );
+        CREATE SEQUENCE run_ids START 1;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY DEFAULT nextval('run_ids'),
+            dataset_id INTEGER NOT NULL,
+            job_id INTEGER,
+            status VARCHAR NOT NULL,             -- running | succeeded | failed | cancelled
+            config VARCHAR NOT NULL,             -- JSON
+            model_ids VARCHAR,                   -- JSON
+            versions VARCHAR,                    -- JSON: package versions
+            code_version VARCHAR,
+            timings VARCHAR,                     -- JSON: stage -> seconds
+            skipped VARCHAR,                     -- JSON: detector -> reason
+            error VARCHAR,
+            started_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            finished_at TIMESTAMP
+        );
+        CREATE TABLE scores (
+            run_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            detector VARCHAR NOT NULL,
+            score DOUBLE,                        -- [0, 1], lower = more likely a problem
+            is_issue BOOLEAN NOT NULL,
+            details VARCHAR                      -- JSON
+        );
+        CREATE SEQUENCE flag_ids START 1;
+        CREATE TABLE flags (
+            id BIGINT PRIMARY KEY DEFAULT nextval('flag_ids'),
+            dataset_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('remove', 'relabel', 'keep', 'undo')),
+            new_label VARCHAR,
+            note VARCHAR,
+            author VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE SEQUENCE job_ids START 1;
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY DEFAULT nextval('job_ids'),
+            dataset_id INTEGER,
+            kind VARCHAR NOT NULL,               -- audit
+            config VARCHAR NOT NULL,             -- JSON
+            status VARCHAR NOT NULL,             -- queued | running | succeeded | failed | cancelled
+            progress DOUBLE NOT NULL DEFAULT 0,
+            message VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            worker_pid INTEGER,
+            worker_host VARCHAR,
+            heartbeat_at TIMESTAMP,
+            device VARCHAR,
+            cancel_requested BOOLEAN NOT NULL DEFAULT false,
+            error VARCHAR,
+            traceback VARCHAR,
+            run_id INTEGER
+        );
+        CREATE TABLE job_logs (
+            job_id INTEGER NOT NULL,
+            logged_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            message VARCHAR NOT NULL
+        );
+        CREATE SEQUENCE export_ids START 1;
+        CREATE TABLE exports (
+            id INTEGER PRIMARY KEY DEFAULT nextval('export_ids'),
+            dataset_id INTEGER NOT NULL,
+            run_id INTEGER,
+            out_dir VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            rules VARCHAR NOT NULL,              -- JSON
+            counts VARCHAR NOT NULL,             -- JSON
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        -- Per-run facts about each sample that are not detector scores: the cross-fitting
+        -- fold, the probe's prediction, and the 2-D map of the embeddings for Insights.
+        CREATE TABLE run_samples (
+            run_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            fold INTEGER,
+            predicted_label VARCHAR,
+            predicted_confidence DOUBLE,
+            map_x DOUBLE,
+            map_y DOUBLE
+        );
+        """,
+    ),
+]
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, sql in MIGRATIONS:
+        if version in applied:
+            continue
+        con.begin()
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)

@@ -1,0 +1,147 @@
+"""Audit runs and their scores (long format: one row per run, sample and detector).
+
+A run is created ``running``, receives its scores stage by stage, and ends in exactly one
+final state. Only ``succeeded`` runs are shown as results; scores are never overwritten:
+a rerun is a new run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from audit.errors import NotFoundError
+from audit.store.connection import Store
+
+SCORE_COLUMNS = ["sample_id", "detector", "score", "is_issue", "details"]
+FINAL_RUN_STATES = ("succeeded", "failed", "cancelled")
+_RUN_FIELDS = (
+    "id, dataset_id, job_id, status, config, model_ids, versions, code_version, "
+    "timings, skipped, error, started_at, finished_at"
+)
+_SELECT_RUNS = f"SELECT {_RUN_FIELDS} FROM runs WHERE dataset_id = ? ORDER BY id"
+_SELECT_RUN = f"SELECT {_RUN_FIELDS} FROM runs WHERE id = ?"
+
+
+def create_run(store: Store, dataset_id: int, config: dict, job_id: int | None = None) -> int:
+    with store.transaction() as con:
+        row = con.execute(
+            "INSERT INTO runs (dataset_id, job_id, status, config) "
+            "VALUES (?, ?, 'running', ?) RETURNING id",
+            [dataset_id, job_id, json.dumps(config, sort_keys=True)],
+        ).fetchone()
+    return int(row[0])
+
+
+def write_scores(store: Store, run_id: int, scores: pd.DataFrame) -> int:
+    """Append one stage's scores in one transaction; return the number of rows written."""
+    frame = scores[SCORE_COLUMNS]
+    with store.transaction() as con:
+        status = con.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+        if status is None:
+            raise NotFoundError(f"no run {run_id}; scores can only be written to an existing run")
+        con.register("incoming_scores", frame)
+        con.execute(
+            "INSERT INTO scores (run_id, sample_id, detector, score, is_issue, details) "
+            "SELECT ?, sample_id, detector, score, is_issue, details FROM incoming_scores",
+            [run_id],
+        )
+        con.unregister("incoming_scores")
+    return len(frame)
+
+
+RUN_SAMPLE_COLUMNS = ["sample_id", "fold", "predicted_label", "predicted_confidence", "map_x", "map_y"]
+
+
+def write_run_samples(store: Store, run_id: int, frame: pd.DataFrame) -> None:
+    """Store per-sample run facts (fold, probe prediction, 2-D map) in one transaction."""
+    with store.transaction() as con:
+        con.register("incoming_run_samples", frame[RUN_SAMPLE_COLUMNS])
+        con.execute(
+            "INSERT INTO run_samples (run_id, sample_id, fold, predicted_label, "
+            "predicted_confidence, map_x, map_y) SELECT ?, sample_id, fold, predicted_label, "
+            "predicted_confidence, map_x, map_y FROM incoming_run_samples",
+            [run_id],
+        )
+        con.unregister("incoming_run_samples")
+
+
+def run_samples_frame(store: Store, run_id: int) -> pd.DataFrame:
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT sample_id, fold, predicted_label, predicted_confidence, map_x, map_y "
+            "FROM run_samples WHERE run_id = ? ORDER BY sample_id",
+            [run_id],
+        ).df()
+
+
+def finish_run(store: Store, run_id: int, status: str, *, model_ids: dict | None = None,
+               versions: dict | None = None, code_version: str | None = None,
+               timings: dict | None = None, skipped: dict | None = None,
+               error: str | None = None) -> None:
+    """Put a run in its final state with its provenance, in one transaction."""
+    if status not in FINAL_RUN_STATES:
+        raise ValueError(f"final run status must be one of {FINAL_RUN_STATES}, not {status!r}")
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE runs SET status = ?, model_ids = ?, versions = ?, code_version = ?, "
+            "timings = ?, skipped = ?, error = ?, finished_at = current_timestamp WHERE id = ?",
+            [status, _json(model_ids), _json(versions), code_version, _json(timings),
+             _json(skipped), error, run_id],
+        )
+
+
+def _json(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def list_runs(store: Store, dataset_id: int) -> pd.DataFrame:
+    with store.transaction() as con:
+        return con.execute(_SELECT_RUNS, [dataset_id]).df()
+
+
+def get_run(store: Store, run_id: int) -> dict:
+    with store.transaction() as con:
+        cursor = con.execute(_SELECT_RUN, [run_id])
+        row = cursor.fetchone()
+        names = [d[0] for d in cursor.description]
+    if row is None:
+        raise NotFoundError(f"no run {run_id}; list runs with `python -m audit jobs`")
+    return dict(zip(names, row))
+
+
+def latest_finished_run(store: Store, dataset_id: int) -> int | None:
+    """The newest succeeded run of a dataset, or None when it has none."""
+    with store.transaction() as con:
+        row = con.execute(
+            "SELECT max(id) FROM runs WHERE dataset_id = ? AND status = 'succeeded'",
+            [dataset_id],
+        ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def scores_frame(store: Store, run_id: int, detectors: list[str] | None = None) -> pd.DataFrame:
+    """A run's scores in long format, optionally limited to some detectors."""
+    with store.transaction() as con:
+        if detectors is None:
+            return con.execute(
+                "SELECT sample_id, detector, score, is_issue, details FROM scores "
+                "WHERE run_id = ? ORDER BY detector, sample_id",
+                [run_id],
+            ).df()
+        return con.execute(
+            "SELECT sample_id, detector, score, is_issue, details FROM scores "
+            "WHERE run_id = ? AND list_contains(?, detector) ORDER BY detector, sample_id",
+            [run_id, detectors],
+        ).df()
+
+
+def fail_running_runs_of_job(store: Store, job_id: int, reason: str) -> None:
+    """Mark a dead job's unfinished run failed, so its partial scores never look finished."""
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE runs SET status = 'failed', error = ?, finished_at = current_timestamp "
+            "WHERE job_id = ? AND status = 'running'",
+            [reason, job_id],
+        )

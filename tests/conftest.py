@@ -1,0 +1,43 @@
+"""Shared fixtures: a real settings object and a real DuckDB store in a temp directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from audit.settings import load_settings  # noqa: E402
+from audit.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def data_home(tmp_path: Path) -> Path:
+    home = tmp_path / "data"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def settings(data_home: Path):
+    """Settings with a temp data home and nothing read from the real environment."""
+    return load_settings(toml_path=data_home / "absent.toml",
+                         env={"AUDIT_DATA_HOME": str(data_home), "AUDIT_INGEST_WORKERS": "2"})
+
+
+@pytest.fixture
+def store(settings) -> Store:
+    return Store.from_settings(settings)
+
+
+@pytest.fixture
+def subprocess_env(data_home: Path) -> dict:
+    """Environment for child processes (CLI, workers) that use the temp data home."""
+    env = dict(os.environ, AUDIT_DATA_HOME=str(data_home), PYTHONPATH=str(PROJECT_ROOT))
+    env.pop("AUDIT_CONFIG", None)
+    return env
