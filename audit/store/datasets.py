@@ -43,7 +43,8 @@ def create_dataset(store: Store, name: str, source: str, kind: str, root: str,
     """Insert a dataset and all its samples in one transaction; return its id."""
     frame = samples[SAMPLE_COLUMNS]
     with store.transaction() as con:
-        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+        # fetchall: DuckDB refuses register() while a result is only partly fetched
+        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchall():
             raise InputError(
                 f"a dataset named {name!r} already exists; choose another --name or delete it"
             )

@@ -127,6 +127,37 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        -- The Explore index: one wide row per (finished run, sample), built once from the
+        -- long scores table so filter + sort + page is one scan. scores/issues are aligned
+        -- with explore_runs.detectors (sorted names); a NULL score = that detector skipped it.
+        CREATE TABLE explore_runs (
+            run_id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL,
+            detectors VARCHAR[] NOT NULL,
+            built_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE explore_rows (
+            run_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            row_index INTEGER NOT NULL,
+            split VARCHAR NOT NULL,
+            label VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            caption VARCHAR,
+            sha256 VARCHAR,
+            load_error VARCHAR,
+            suggested_label VARCHAR,
+            scores DOUBLE[] NOT NULL,
+            issues BOOLEAN[] NOT NULL,
+            issue_count INTEGER NOT NULL,
+            worst_score DOUBLE,
+            search_text VARCHAR NOT NULL        -- lower-cased id, path and caption
+        );
+        """,
+    ),
 ]
 
 

@@ -38,8 +38,9 @@ def write_scores(store: Store, run_id: int, scores: pd.DataFrame) -> int:
     """Append one stage's scores in one transaction; return the number of rows written."""
     frame = scores[SCORE_COLUMNS]
     with store.transaction() as con:
-        status = con.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
-        if status is None:
+        # fetchall: DuckDB refuses register() while a result is only partly fetched
+        status = con.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchall()
+        if not status:
             raise NotFoundError(f"no run {run_id}; scores can only be written to an existing run")
         con.register("incoming_scores", frame)
         con.execute(

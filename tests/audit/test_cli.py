@@ -1,0 +1,74 @@
+"""The command line: help for every command, one-line user errors with exit 2, ingest and list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from audit.cli import build_parser
+from tests.conftest import PROJECT_ROOT
+
+COMMANDS = ["ingest", "datasets", "run", "jobs", "cancel", "export", "serve", "demo"]
+
+
+def _cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True,
+                          env=env, cwd=PROJECT_ROOT, timeout=timeout)
+
+
+def test_every_command_is_registered() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(subparsers.choices) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(subprocess_env, command) -> None:
+    result = _cli(subprocess_env, command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: python -m audit {command}")
+
+
+def test_user_error_is_one_line_and_exit_2(subprocess_env, tmp_path) -> None:
+    result = _cli(subprocess_env, "ingest", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'} does not exist; give an image folder or a manifest file"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_a_user_error(subprocess_env) -> None:
+    result = _cli(dict(subprocess_env, AUDIT_KNN_K="lots"), "datasets")
+    assert result.returncode == 2
+    assert "knn_k='lots' is not a valid int" in result.stderr
+
+
+def test_ingest_then_list(subprocess_env, tmp_path) -> None:
+    for label in ("cat", "dog"):
+        (tmp_path / "ds" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (6, 6), label == "cat" and "red" or "blue").save(
+                tmp_path / "ds" / label / f"{i}.png")
+    (tmp_path / "ds" / "dog" / "3.png").write_text("not an image")
+    empty = _cli(subprocess_env, "datasets")
+    assert "no datasets yet" in empty.stdout
+    result = _cli(subprocess_env, "ingest", str(tmp_path / "ds"), "--name", "pets")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ingested 'pets' (id 1): 7 samples, 2 classes, 1 unreadable"
+    listed = _cli(subprocess_env, "datasets").stdout.splitlines()
+    assert listed[0].split() == ["id", "name", "kind", "samples", "load_errors", "splits", "classes"]
+    assert listed[1].split() == ["1", "pets", "folder", "7", "1", "1", "2"]
+    again = _cli(subprocess_env, "ingest", str(tmp_path / "ds"), "--name", "pets")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_unknown_dataset_for_run_is_a_user_error(subprocess_env) -> None:
+    result = _cli(subprocess_env, "run", "missing")
+    assert result.returncode == 2
+    assert "no dataset 'missing'" in result.stderr

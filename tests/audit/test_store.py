@@ -1,0 +1,159 @@
+"""The store: migrations, one-transaction writes, lock retry, and two processes at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from audit.errors import StoreLockedError
+from audit.store import Store
+from audit.store.datasets import SAMPLE_COLUMNS, create_dataset, list_datasets
+from audit.store.flags import Decision, current_decisions, decision_log, record_decisions
+from audit.store.migrations import MIGRATIONS, schema_version
+from audit.store.runs import create_run, finish_run, latest_finished_run, scores_frame, write_scores
+from tests.conftest import PROJECT_ROOT
+
+
+def _samples(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "sample_id": ids, "row_index": range(len(ids)), "split": "train",
+        "path": [f"{i}.png" for i in ids], "label": "a", "caption": None, "width": 4,
+        "height": 4, "file_size": 10, "sha256": "x", "load_error": None, "extra": None,
+    })[SAMPLE_COLUMNS]
+
+
+def _scores(ids: list[str], detector: str) -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": ids, "detector": detector, "score": 0.5, "is_issue": False,
+                         "details": json.dumps({"reason": "ok"})})
+
+
+def test_migrations_apply_once_in_order(store: Store) -> None:
+    with store.transaction() as con:
+        assert schema_version(con) == max(v for v, _ in MIGRATIONS)
+    with store.transaction() as con:  # a second open applies nothing again
+        assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    assert [v for v, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_failed_dataset_insert_leaves_nothing(store: Store) -> None:
+    with pytest.raises(duckdb.ConstraintException):
+        create_dataset(store, "broken", "/src", "manifest", "/src", _samples(["a", "b", "a"]))
+    assert list_datasets(store).empty
+    with store.transaction() as con:
+        assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+
+
+def test_scores_are_never_overwritten_and_unfinished_runs_are_not_latest(store: Store) -> None:
+    dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(["a", "b"]))
+    first = create_run(store, dataset_id, {"k": 1})
+    write_scores(store, first, _scores(["a", "b"], "outlier"))
+    finish_run(store, first, "succeeded")
+    second = create_run(store, dataset_id, {"k": 2})
+    write_scores(store, second, _scores(["a", "b"], "outlier").assign(score=0.1))
+    assert latest_finished_run(store, dataset_id) == first
+    finish_run(store, second, "succeeded")
+    assert latest_finished_run(store, dataset_id) == second
+    assert scores_frame(store, first)["score"].tolist() == [0.5, 0.5]
+    assert scores_frame(store, second)["score"].tolist() == [0.1, 0.1]
+
+
+def test_decision_log_is_append_only_and_undo_steps_back(store: Store) -> None:
+    dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(["a", "b"]))
+    record_decisions(store, dataset_id, [Decision("a", "remove"), Decision("a", "relabel", "c"),
+                                         Decision("b", "keep")])
+    record_decisions(store, dataset_id, [Decision("a", "undo"), Decision("b", "undo")])
+    standing = current_decisions(store, dataset_id).set_index("sample_id")
+    assert standing.loc["a", "action"] == "remove"
+    assert "b" not in standing.index
+    assert len(decision_log(store, dataset_id)) == 5
+
+
+def _hold_lock_script(path: Path, seconds: float, ready: Path) -> str:
+    return textwrap.dedent(f"""
+        import duckdb, time, pathlib
+        con = duckdb.connect({str(path)!r})
+        pathlib.Path({str(ready)!r}).write_text("held")
+        time.sleep({seconds})
+        con.close()
+    """)
+
+
+def _start_holder(tmp_path: Path, store: Store, seconds: float) -> subprocess.Popen:
+    with store.transaction():
+        pass  # create the file and its schema first
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", _hold_lock_script(store.path, seconds, ready)])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "lock holder did not start"
+        time.sleep(0.02)
+    return holder
+
+
+def test_open_waits_for_another_process_then_succeeds(tmp_path: Path, store: Store) -> None:
+    holder = _start_holder(tmp_path, store, seconds=1.5)
+    started = time.monotonic()
+    with store.transaction() as con:
+        assert con.execute("SELECT 1").fetchone()[0] == 1
+    waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited >= 0.5
+
+
+def test_open_gives_a_clear_error_when_the_lock_outlasts_the_timeout(tmp_path: Path,
+                                                                      store: Store) -> None:
+    holder = _start_holder(tmp_path, store, seconds=6)
+    impatient = Store(store.path, lock_timeout_s=0.5)
+    try:
+        with pytest.raises(StoreLockedError, match="locked by another process.*AUDIT_LOCK_TIMEOUT_S"):
+            with impatient.transaction():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+WRITER = """
+import sys, json
+sys.path.insert(0, {root!r})
+import pandas as pd
+from pathlib import Path
+from audit.store import Store
+from audit.store.runs import write_scores
+from audit.store.flags import Decision, record_decisions
+store = Store(Path({db!r}), lock_timeout_s=60)
+if {mode!r} == "scores":
+    ids = [f"s{{i}}" for i in range(1000)]
+    for batch in range(20):
+        frame = pd.DataFrame({{"sample_id": ids, "detector": f"det{{batch}}", "score": 0.5,
+                               "is_issue": False, "details": None}})
+        write_scores(store, {run_id}, frame)
+else:
+    for i in range(1000):
+        record_decisions(store, {dataset_id}, [Decision(f"s{{i}}", "keep", note=str(i))])
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_write_at_once_and_nothing_is_lost(store: Store) -> None:
+    ids = [f"s{i}" for i in range(1000)]
+    dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(ids))
+    run_id = create_run(store, dataset_id, {})
+    scripts = [WRITER.format(root=str(PROJECT_ROOT), db=str(store.path), mode=mode,
+                             run_id=run_id, dataset_id=dataset_id) for mode in ("scores", "flags")]
+    procs = [subprocess.Popen([sys.executable, "-c", s], stderr=subprocess.PIPE, text=True)
+             for s in scripts]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert len(scores_frame(store, run_id)) == 20 * 1000
+    log = decision_log(store, dataset_id)
+    assert len(log) == 1000
+    assert sorted(log["note"].astype(int)) == list(range(1000))
