@@ -112,12 +112,13 @@ def _add_run(commands) -> None:
 
 
 def _run(args, settings: Settings) -> int:
-    from audit.plan import AuditConfig
     from audit.store.datasets import get_dataset
-    from jobs.queue import enqueue_audit
 
     store = Store.from_settings(settings)
     dataset = get_dataset(store, args.dataset)
+    from audit.plan import AuditConfig
+    from jobs.queue import enqueue_audit
+
     config = AuditConfig.from_dict(_config_overrides(args), settings)
     job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
     print(f"queued job {job_id} for dataset {dataset.name!r}")
