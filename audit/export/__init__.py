@@ -1,0 +1,13 @@
+"""Export a cleaned copy of a dataset: rules, sample weights, writers and provenance.
+
+- ``rules``: ``ExportRules``, what the user chose; ``plan``: what the rules do to each example;
+- ``inputs``: loading and checking against the store; ``writers``: manifests and image folders;
+- ``paths``: safe names and paths; ``staging``: write aside, move into place when complete;
+- ``provenance``: ``sieve_export.json``; ``exporter``: ``preview_export`` and ``export_dataset``.
+"""
+
+from audit.export.exporter import ExportResult, export_dataset, plan_export, preview_export
+from audit.export.rules import FORMATS, ExportRules
+
+__all__ = ["FORMATS", "ExportResult", "ExportRules", "export_dataset", "plan_export",
+           "preview_export"]

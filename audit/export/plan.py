@@ -1,0 +1,305 @@
+"""The export plan: for every selected example, what the rules do with it and why.
+
+Pure functions over frames (no store, no files), so the preview and the export agree by
+construction. ``PRECEDENCE`` and ``WEIGHT_FORMULA`` below say how the rules combine; both
+are copied into every ``sieve_export.json`` and into docs/export.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+
+from audit.datasets import SPLITS
+from audit.export.rules import ExportRules
+
+PRECEDENCE = """\
+1. A person's standing decision (remove / relabel / keep; the latest wins, undo withdraws)
+   always wins over every automatic rule.
+2. Automatic drops: flagged by a chosen detector (is_issue, or score < threshold), and
+   train/test leakage on the chosen side ("test": members outside train; "train": members
+   in train).
+3. Suggested labels: a label_issue flag whose suggested_confidence reaches apply_suggested is
+   relabelled instead of dropped; that also answers the other flags about its label (the
+   label-noise detectors knn_label, training_dynamics and overall, and any detector whose
+   details suggest a label), while any other flag (outlier, image_quality ...) still drops it.
+4. Near-duplicate sets: within a split, among the members still kept, the first in source
+   order stays (or every member a person kept or relabelled); the others are dropped."""
+
+WEIGHT_FORMULA = """\
+For each chosen detector d with score s_d: w_d = min(1, s_d / threshold) when a threshold is
+set, else w_d = s_d if d flags the example and 1 if not. sample_weight = min over d of w_d
+(1 without scores). Overrides: removed examples 0; examples a person kept or relabelled 1;
+examples relabelled by a suggestion get the suggestion's confidence."""
+
+LABEL_DETECTORS = ("label_issue", "knn_label", "training_dynamics", "overall")
+COUNT_COLUMNS = ["split", "label", "before", "kept", "removed", "relabelled", "relabelled_in",
+                 "after"]
+
+
+@dataclasses.dataclass
+class PlanInputs:
+    """Everything the plan reads, already loaded from the store."""
+
+    samples: pd.DataFrame       # samples_frame columns
+    decisions: pd.DataFrame     # current_decisions: sample_id, action, new_label, note
+    flags: pd.DataFrame         # sample_id, detector, score, is_issue, suggests_label
+    duplicates: pd.DataFrame    # sample_id, set_id, duplicate_of, leak
+    suggestions: pd.DataFrame   # sample_id, suggested_label, suggested_confidence
+    rules: ExportRules
+
+
+def build_plan(inputs: PlanInputs) -> pd.DataFrame:
+    """One row per selected sample, in source order, with its action, new label and reason."""
+    rules = inputs.rules
+    flags, duplicates = _plain_strings(inputs.flags), _plain_strings(inputs.duplicates)
+    plan = _selected(_plain_strings(inputs.samples), rules.splits)
+    person = _plain_strings(inputs.decisions).set_index("sample_id").reindex(plan.index)
+    suggested = _suggested_relabels(plan, _plain_strings(inputs.suggestions),
+                                    rules.apply_suggested)
+    auto = _joined(_flag_reasons(plan, flags, rules, suggested.index),
+                   _leak_reasons(plan, duplicates, rules.leakage))
+    plan.loc[auto != "", "action"] = "remove"
+    plan["reason"] = auto
+    _apply_suggestions(plan, suggested)
+    _apply_decisions(plan, person, auto)
+    _apply_dedupe(plan, duplicates, person, rules.dedupe)
+    if rules.weights:
+        plan["sample_weight"] = _weights(plan, flags, rules, person, suggested)
+    return plan.reset_index(drop=True)
+
+
+def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as Python objects: hashed lookups (isin, loc) on Arrow strings are slow."""
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype)]
+    return frame.astype({c: object for c in text})
+
+
+def _selected(samples: pd.DataFrame, splits: list[str] | None) -> pd.DataFrame:
+    chosen = samples if splits is None else samples[samples["split"].isin(splits)]
+    plan = chosen[["sample_id", "row_index", "split", "label"]].copy()
+    plan["new_label"] = plan["label"]
+    plan["action"] = "keep"
+    plan["reason"] = ""
+    return plan.set_index(plan["sample_id"].rename(None))
+
+
+def _joined(first: pd.Series, second: pd.Series) -> pd.Series:
+    both = (first != "") & (second != "")
+    return (first + np.where(both, "; ", "") + second).astype(str)
+
+
+# --- automatic drops -----------------------------------------------------------------------
+
+def _flag_reasons(plan: pd.DataFrame, flags: pd.DataFrame, rules: ExportRules,
+                  relabelled: pd.Index) -> pd.Series:
+    reasons = pd.Series("", index=plan.index, dtype=object)
+    if not rules.include_flagged or flags.empty:
+        return reasons
+    hits = flags[_is_flagged(flags, rules.threshold) & flags["sample_id"].isin(plan.index)]
+    about_label = hits["suggests_label"].astype(bool) | hits["detector"].isin(LABEL_DETECTORS)
+    fixed = about_label & hits["sample_id"].isin(relabelled)
+    hits = hits[~fixed]
+    texts = hits["detector"] + " (score " + hits["score"].map(_score_text) + ")"
+    joined: dict[str, str] = {}
+    for sample_id, text in zip(hits["sample_id"], texts):
+        joined[sample_id] = f"{joined[sample_id]}, {text}" if sample_id in joined else text
+    reasons.loc[list(joined)] = ["flagged by " + text for text in joined.values()]
+    return reasons
+
+
+def _is_flagged(flags: pd.DataFrame, threshold: float | None) -> pd.Series:
+    if threshold is None:
+        return flags["is_issue"].astype(bool)
+    return flags["score"].lt(threshold).fillna(False)
+
+
+def _score_text(score: float) -> str:
+    return "n/a" if pd.isna(score) else f"{score:.3f}"
+
+
+def _leak_reasons(plan: pd.DataFrame, duplicates: pd.DataFrame, side: str) -> pd.Series:
+    reasons = pd.Series("", index=plan.index, dtype=object)
+    if side == "keep" or duplicates.empty:
+        return reasons
+    leaks = duplicates[duplicates["leak"].astype(bool) & duplicates["sample_id"].isin(plan.index)]
+    splits = plan.loc[leaks["sample_id"], "split"].to_numpy()
+    on_side = (splits == "train") if side == "train" else (splits != "train")
+    leaks = leaks[on_side]
+    reasons.loc[leaks["sample_id"]] = (
+        "train/test leak: near-duplicate set " + leaks["set_id"].fillna("?").astype(str)
+        + f" spans train and test; removed from the {side} side"
+    ).to_numpy()
+    return reasons
+
+
+# --- relabels and decisions ----------------------------------------------------------------
+
+def _suggested_relabels(plan: pd.DataFrame, suggestions: pd.DataFrame,
+                        min_confidence: float | None) -> pd.DataFrame:
+    if min_confidence is None or suggestions.empty:
+        return suggestions.iloc[0:0].set_index("sample_id")
+    chosen = suggestions[suggestions["sample_id"].isin(plan.index)].set_index("sample_id")
+    confident = chosen["suggested_confidence"].fillna(-1.0) >= min_confidence
+    differs = chosen["suggested_label"] != plan.loc[chosen.index, "label"]
+    return chosen[confident & differs]
+
+
+def _apply_suggestions(plan: pd.DataFrame, suggested: pd.DataFrame) -> None:
+    rows = suggested.index[plan.loc[suggested.index, "action"] == "keep"]
+    if rows.empty:
+        return
+    old = plan.loc[rows, "label"]
+    new = suggested.loc[rows, "suggested_label"]
+    confidence = suggested.loc[rows, "suggested_confidence"]
+    plan.loc[rows, "new_label"] = new
+    plan.loc[rows, "action"] = "relabel"
+    plan.loc[rows, "reason"] = [
+        f"suggested label {n!r} (confidence {c:.3f}) replaces {o!r}"
+        for n, c, o in zip(new, confidence, old)
+    ]
+
+
+def _apply_decisions(plan: pd.DataFrame, person: pd.DataFrame, auto: pd.Series) -> None:
+    reviewed = person[person["action"].notna()]
+    if reviewed.empty:
+        return
+    outcomes = [
+        _decision_outcome(decision, label, auto_reason)
+        for decision, label, auto_reason in zip(
+            reviewed.itertuples(), plan.loc[reviewed.index, "label"], auto[reviewed.index])
+    ]
+    plan.loc[reviewed.index, ["action", "new_label", "reason"]] = np.array(outcomes, dtype=object)
+
+
+def _decision_outcome(decision, label: str, auto_reason: str) -> tuple[str, str, str]:
+    note = f": {decision.note}" if isinstance(decision.note, str) and decision.note else ""
+    if decision.action == "remove":
+        return "remove", label, f"removed by reviewer{note}"
+    if decision.action == "relabel" and decision.new_label != label:
+        return "relabel", decision.new_label, (
+            f"relabelled by reviewer: {label!r} -> {decision.new_label!r}{note}")
+    overridden = f" (overrides: {auto_reason})" if auto_reason else ""
+    return "keep", label, f"kept by reviewer{note}{overridden}"
+
+
+# --- near-duplicate sets -------------------------------------------------------------------
+
+def _apply_dedupe(plan: pd.DataFrame, duplicates: pd.DataFrame, person: pd.DataFrame,
+                  enabled: bool) -> None:
+    if not enabled or duplicates.empty:
+        return
+    members = duplicate_members(duplicates)
+    members = members[members["sample_id"].isin(plan.index)]
+    members = members[(plan.loc[members["sample_id"], "action"] != "remove").to_numpy()]
+    protected = person.loc[members["sample_id"], "action"].isin(["keep", "relabel"]).to_numpy()
+    members = members.assign(
+        split=plan.loc[members["sample_id"], "split"].to_numpy(), protected=protected,
+        row_index=plan.loc[members["sample_id"], "row_index"].to_numpy(),
+    ).sort_values(["protected", "row_index"], ascending=[False, True])
+    groups = members.groupby(["split", "set_id"], sort=False)
+    keeper = groups["sample_id"].transform("first")
+    dropped = members[(groups.cumcount() > 0).to_numpy() & ~members["protected"].to_numpy()]
+    plan.loc[dropped["sample_id"], "action"] = "remove"
+    plan.loc[dropped["sample_id"], "reason"] = [
+        f"near-duplicate of {k!r} (set {s})"
+        for k, s in zip(keeper[dropped.index], dropped["set_id"])
+    ]
+
+
+def duplicate_members(duplicates: pd.DataFrame) -> pd.DataFrame:
+    """sample_id -> set_id, joining members through shared set ids and duplicate_of links."""
+    parent: dict[tuple, tuple] = {}
+    for row in duplicates.itertuples(index=False):
+        node = ("sample", row.sample_id)
+        if isinstance(row.set_id, str):
+            _union(parent, node, ("set", row.set_id))
+        for partner in _partners(row.duplicate_of):
+            _union(parent, node, ("sample", partner))
+    components: dict[tuple, list[tuple]] = {}
+    for node in list(parent):
+        components.setdefault(_find(parent, node), []).append(node)
+    rows = [(name, _set_name(nodes)) for nodes in components.values()
+            for kind, name in nodes if kind == "sample"]
+    members = pd.DataFrame(rows, columns=["sample_id", "set_id"], dtype=object)
+    return members.sort_values("sample_id")
+
+
+def _partners(duplicate_of) -> list[str]:
+    if not isinstance(duplicate_of, str):
+        return []
+    value = json.loads(duplicate_of)
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _find(parent: dict, node: tuple) -> tuple:
+    parent.setdefault(node, node)
+    while parent[node] != node:
+        parent[node] = parent[parent[node]]
+        node = parent[node]
+    return node
+
+
+def _union(parent: dict, a: tuple, b: tuple) -> None:
+    root_a, root_b = _find(parent, a), _find(parent, b)
+    if root_a != root_b:
+        parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+def _set_name(nodes: list[tuple]) -> str:
+    set_ids = sorted(name for kind, name in nodes if kind == "set")
+    return set_ids[0] if set_ids else "of " + min(name for _, name in nodes)
+
+
+# --- weights -------------------------------------------------------------------------------
+
+def _weights(plan: pd.DataFrame, flags: pd.DataFrame, rules: ExportRules,
+             person: pd.DataFrame, suggested: pd.DataFrame) -> pd.Series:
+    weight = score_weights(flags, rules.threshold).reindex(plan.index).fillna(1.0)
+    by_suggestion = suggested.index[plan.loc[suggested.index, "action"] == "relabel"]
+    if len(by_suggestion):
+        confidence = suggested.loc[by_suggestion, "suggested_confidence"].astype(float)
+        weight.loc[by_suggestion] = confidence.clip(0.0, 1.0)
+    weight[person["action"].isin(["keep", "relabel"])] = 1.0
+    weight[plan["action"] == "remove"] = 0.0
+    return weight.astype(float)
+
+
+def score_weights(flags: pd.DataFrame, threshold: float | None) -> pd.Series:
+    """min over detectors of w_d (see the module docstring), one value per sample_id."""
+    if flags.empty:
+        return pd.Series(dtype=float)
+    score = flags["score"].astype(float)
+    if threshold is None:
+        per_detector = score.where(flags["is_issue"].astype(bool), 1.0)
+    else:
+        per_detector = (score / threshold).clip(upper=1.0) if threshold > 0 else score * 0 + 1.0
+    return per_detector.fillna(1.0).clip(0.0, 1.0).groupby(flags["sample_id"]).min()
+
+
+# --- counts --------------------------------------------------------------------------------
+
+def count_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """kept / removed / relabelled per split and class; relabelled_in and after by new label."""
+    changed = plan["new_label"] != plan["label"]
+    frame = plan.assign(
+        before=1, removed=plan["action"] == "remove",
+        relabelled=(plan["action"] == "relabel") & changed,
+    )
+    by_class = frame.groupby(["split", "label"])[["before", "removed", "relabelled"]].sum()
+    moved = frame[frame["relabelled"]].groupby(["split", "new_label"]).size()
+    moved.index = moved.index.set_names(["split", "label"])
+    table = by_class.join(moved.rename("relabelled_in"), how="outer").fillna(0).astype(int)
+    table["kept"] = table["before"] - table["removed"] - table["relabelled"]
+    table["after"] = table["kept"] + table["relabelled_in"]
+    return _in_split_order(table.reset_index())[COUNT_COLUMNS]
+
+
+def _in_split_order(table: pd.DataFrame) -> pd.DataFrame:
+    order = {split: i for i, split in enumerate(SPLITS)}
+    rank = table["split"].map(order).fillna(len(SPLITS))
+    return table.assign(_rank=rank).sort_values(["_rank", "split", "label"]).drop(
+        columns="_rank").reset_index(drop=True)
