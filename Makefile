@@ -24,4 +24,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean-data:
-	rm -rf data/audit.duckdb data/audit.duckdb.wal data/embeddings data/thumbnails data/demo data/logs
+	rm -rf data/audit.duckdb data/audit.duckdb.wal data/audit.duckdb.lock data/embeddings data/thumbnails data/demo data/logs data/workers

@@ -253,7 +253,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     command = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
     env = dict(os.environ, AUDIT_DATA_HOME=str(Path(settings.data_home).resolve()))
     print(f"Sieve dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)

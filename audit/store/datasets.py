@@ -20,6 +20,9 @@ _INSERT_SAMPLES = (
 _SELECT_SAMPLES = f"SELECT {_COLUMN_LIST} FROM samples WHERE dataset_id = ? ORDER BY row_index"
 _DELETE_DATASET = [
     "DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
+    "DELETE FROM run_samples WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
+    "DELETE FROM explore_rows WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
+    "DELETE FROM explore_runs WHERE dataset_id = ?",
     "DELETE FROM runs WHERE dataset_id = ?",
     "DELETE FROM flags WHERE dataset_id = ?",
     "DELETE FROM samples WHERE dataset_id = ?",

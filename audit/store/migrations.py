@@ -162,6 +162,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the schema up to date; a read-only check when it already is (the common case)."""
+    if _current_version(con) == MIGRATIONS[-1][0]:
+        return
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
@@ -178,6 +181,13 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
         except BaseException:
             con.rollback()
             raise
+
+
+def _current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    return schema_version(con) if exists else 0
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -1,0 +1,133 @@
+"""The shared kNN graph: built once per run, read by every detector that needs neighbours.
+
+Cosine distance on L2-normalised vectors (distance = 1 - inner product). On the CPU: an exact
+FAISS ``IndexFlatIP`` up to ``EXACT_LIMIT`` samples; beyond it, where exact search grows with
+n squared, an approximate cluster search (spherical k-means cells from FAISS, each cell's
+members searched exactly among the members of its ``NPROBE`` nearest cells, one matrix product
+per cell; the limit and the recall are measured in bench/bench_engine_speed.py). On a GPU,
+chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
+to n - 1; ``exact`` records which search was used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+import torch
+
+from audit.detectors.base import KnnGraph
+from audit.errors import InputError
+
+EXACT_LIMIT = 20_000
+NPROBE = 8
+TRAIN_POINTS_PER_LIST = 12
+KMEANS_ITERATIONS = 6
+BLOCK_QUERIES = 2048
+GPU_QUERY_CHUNK = 4096
+
+
+def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
+                    exact_limit: int = EXACT_LIMIT, seed: int = 0) -> KnnGraph:
+    """The k nearest neighbours of every row (self excluded), nearest first."""
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    n = len(vectors)
+    if n < 2:
+        raise InputError(f"a neighbour graph needs at least 2 samples, this run has {n}")
+    k = min(k, n - 1)
+    if device == "cuda":
+        indices, similarities, exact = *torch_exact_search(vectors, k + 1, device), True
+    elif n <= exact_limit:
+        indices, similarities, exact = *_flat_search(vectors, k + 1), True
+    else:
+        indices, similarities, exact = *_cluster_search(vectors, k + 1, seed), False
+    indices, similarities = drop_self(indices, similarities, k)
+    distances = np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
+    return KnnGraph(indices=indices.astype(np.int64), distances=distances, exact=exact)
+
+
+def drop_self(indices: np.ndarray, similarities: np.ndarray,
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own index (or, when ties hid it, the farthest hit); keep k per row."""
+    rows = np.arange(len(indices))[:, None]
+    is_self = indices == rows
+    is_self |= indices < 0                       # FAISS marks missing hits with -1
+    extra = is_self.sum(axis=1) - (indices.shape[1] - k)
+    for row in np.flatnonzero(extra < 0):        # self not among the hits: drop the farthest
+        is_self[row, extra[row]:] = True
+    keep = ~is_self
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(indices, order, 1), np.take_along_axis(similarities, order, 1)
+
+
+def _flat_search(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    similarities, indices = index.search(vectors, width)
+    return indices, similarities
+
+
+def _cluster_search(vectors: np.ndarray, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate search by clusters: k-means cells, each searched against its nearest cells.
+
+    Like an IVF index, but every cell's queries are matched against its candidate cells in one
+    matrix product, so the work runs at BLAS speed instead of streaming the candidate lists from
+    memory once per query. sqrt(NPROBE * n) cells balance assignment and search cost.
+    """
+    n, dims = vectors.shape
+    cells = max(1, min(int(math.sqrt(NPROBE * n)), n // TRAIN_POINTS_PER_LIST))
+    centroids = _spherical_kmeans(vectors, cells, seed)
+    assignment = _nearest(centroids, vectors, 1)[1][:, 0]
+    probe = _nearest(centroids, centroids, min(NPROBE, cells))[1]
+    members = np.split(np.argsort(assignment, kind="stable"),
+                       np.cumsum(np.bincount(assignment, minlength=cells))[:-1])
+    indices = np.empty((n, width), dtype=np.int64)
+    similarities = np.empty((n, width), dtype=np.float32)
+    base = torch.from_numpy(vectors)
+    for cell in range(cells):
+        candidates = np.concatenate([members[c] for c in probe[cell]])
+        _search_block(base, members[cell], candidates, width, indices, similarities)
+    return indices, similarities
+
+
+def _spherical_kmeans(vectors: np.ndarray, cells: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.choice(len(vectors), size=min(len(vectors), cells * TRAIN_POINTS_PER_LIST),
+                                replace=False)]
+    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=KMEANS_ITERATIONS, seed=seed,
+                          spherical=True, min_points_per_centroid=1)
+    kmeans.train(sample)
+    return kmeans.centroids
+
+
+def _nearest(base: np.ndarray, queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
+
+
+def _search_block(base: torch.Tensor, queries: np.ndarray, candidates: np.ndarray, width: int,
+                  indices: np.ndarray, similarities: np.ndarray) -> None:
+    """Exact top-``width`` of ``queries`` among ``candidates`` (padded when there are fewer)."""
+    pool = base[torch.from_numpy(candidates)]
+    take = min(width, len(candidates))
+    for start in range(0, len(queries), BLOCK_QUERIES):
+        rows = queries[start:start + BLOCK_QUERIES]
+        top = torch.topk(base[torch.from_numpy(rows)] @ pool.T, take, dim=1)
+        found = candidates[top.indices.numpy()]
+        indices[rows, :take], similarities[rows, :take] = found, top.values.numpy()
+        indices[rows, take:], similarities[rows, take:] = -1, -np.inf
+
+
+def torch_exact_search(vectors: np.ndarray, width: int,
+                       device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search in chunks of queries: one matmul and one top-k per chunk."""
+    base = torch.as_tensor(vectors, device=device)
+    indices, similarities = [], []
+    for start in range(0, len(vectors), GPU_QUERY_CHUNK):
+        scores = base[start:start + GPU_QUERY_CHUNK] @ base.T
+        top = torch.topk(scores, width, dim=1)
+        indices.append(top.indices.cpu().numpy())
+        similarities.append(top.values.float().cpu().numpy())
+    return np.concatenate(indices), np.concatenate(similarities)

@@ -1,0 +1,571 @@
+"""The audit plan: one dataset in, one run of scores out.
+
+Stages, each timed, logged and followed by a cancel check:
+
+    load samples -> embed (cached) -> out-of-sample pred_probs -> kNN graph
+    -> every selected detector in dependency order -> per-sample run facts -> finish
+
+Only samples whose image decoded at ingestion (``load_error`` NULL) are scored. The run is
+created first and written stage by stage, each write one short transaction; no connection is
+held while computing. Failures are isolated: a detector that raises, or whose inputs are
+missing, is recorded in ``skipped`` with the reason and the rest go on. Any other error fails
+the run (its error recorded) and is re-raised; a cancel request marks it ``cancelled`` and
+raises ``Cancelled``. Only the very end marks the run ``succeeded``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+import audit
+from audit.errors import Cancelled, ConfigError, InputError
+from audit.settings import Settings
+from audit.store import Store
+from audit.store import datasets as dataset_store
+from audit.store import runs as run_store
+
+Progress = Callable[[float, str], None]
+ShouldCancel = Callable[[], bool]
+Log = Callable[[str], None]
+EMBEDDERS = ("auto", "clip", "pixels", "cnn")
+DEVICES = ("auto", "cuda", "cpu")
+VERSIONED_PACKAGES = ("numpy", "torch", "open_clip_torch", "cleanlab", "faiss-cpu",
+                      "scikit-learn", "pandas", "duckdb")
+# Stage -> (start, end) share of the progress bar.
+PROGRESS_SPAN = {"load": (0.0, 0.02), "embed": (0.02, 0.5), "probe": (0.5, 0.6),
+                 "knn": (0.6, 0.65), "detectors": (0.65, 0.97), "write": (0.97, 1.0)}
+
+
+def registry() -> dict:
+    """Every registered detector (importing ``audit.detectors`` registers them)."""
+    import audit.detectors  # noqa: F401
+    from audit.detectors.base import REGISTRY
+
+    return REGISTRY
+
+
+@dataclasses.dataclass
+class AuditConfig:
+    """What one audit run does; ``from_dict`` fills the gaps from Settings and validates."""
+
+    detectors: list[str]
+    embedder: str
+    clip_model: str
+    clip_pretrained: str
+    device: str
+    k: int
+    folds: int
+    seed: int
+    seeds: int = 3
+    batch_size: int = 256
+    loader_workers: int = 2
+    params: dict = dataclasses.field(default_factory=dict)
+    embeddings_file: str | None = None
+    pred_probs_file: str | None = None
+
+    @classmethod
+    def from_dict(cls, overrides: dict, settings: Settings) -> "AuditConfig":
+        overrides = dict(overrides or {})
+        _reject_unknown_keys(overrides)
+        values = {**_settings_defaults(settings), **overrides}
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def validate(self) -> None:
+        _check_choice("embedder", self.embedder, EMBEDDERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_detectors(self.detectors)
+        _check_params(self.params)
+        for name, low in (("k", 1), ("folds", 2), ("seeds", 1), ("batch_size", 1),
+                          ("loader_workers", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name}={value!r} is not allowed; give an integer >= {low}")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed={self.seed!r} is not an integer; give one")
+
+
+def _settings_defaults(settings: Settings) -> dict:
+    return {"detectors": sorted(registry()), "embedder": settings.embedder,
+            "clip_model": settings.clip_model, "clip_pretrained": settings.clip_pretrained,
+            "device": settings.device, "k": settings.knn_k, "folds": settings.folds,
+            "seed": settings.seed, "batch_size": settings.batch_size,
+            "loader_workers": settings.loader_workers}
+
+
+def _reject_unknown_keys(overrides: dict) -> None:
+    known = {f.name for f in dataclasses.fields(AuditConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown audit option(s) {unknown}; valid: {', '.join(sorted(known))}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_detectors(names: object) -> None:
+    known = registry()
+    if not isinstance(names, list) or not names:
+        raise ConfigError("detectors must be a non-empty list; choose from "
+                          f"{', '.join(sorted(known))}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown detector(s) {unknown}; choose from {', '.join(sorted(known))}")
+
+
+def _check_params(params: object) -> None:
+    known = registry()
+    if not isinstance(params, dict):
+        raise ConfigError("params must map a detector name to its parameter overrides")
+    for name, overrides in params.items():
+        _check_detectors([name])
+        valid = set(known[name].params)
+        unknown = sorted(set(overrides or {}) - valid)
+        if unknown:
+            raise ConfigError(f"detector {name!r} has no parameter(s) {unknown}; "
+                              f"valid: {', '.join(sorted(valid)) or 'none'}")
+
+
+def run_audit(store: Store, settings: Settings, dataset_id: int, config: "AuditConfig | dict",
+              progress: Progress | None = None, should_cancel: ShouldCancel | None = None,
+              job_id: int | None = None, log: Log | None = None) -> int:
+    """Run every stage for one dataset; return the id of the (succeeded) run."""
+    if not isinstance(config, AuditConfig):
+        config = AuditConfig.from_dict(config, settings)
+    dataset = dataset_store.get_dataset(store, dataset_id)
+    run_id = run_store.create_run(store, dataset.id, config.to_dict(), job_id)
+    audit_run = AuditRun(store, settings, config, run_id, progress, should_cancel, log)
+    try:
+        audit_run.execute(dataset)
+    except Cancelled:
+        audit_run.finish("cancelled", error="cancelled on request")
+        raise
+    except BaseException as exc:
+        audit_run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_id
+
+
+class AuditRun:
+    """The state of one run while its stages execute: timings, skips, model ids."""
+
+    def __init__(self, store: Store, settings: Settings, config: AuditConfig, run_id: int,
+                 progress: Progress | None, should_cancel: ShouldCancel | None, log: Log | None):
+        self.store, self.settings, self.config, self.run_id = store, settings, config, run_id
+        self._progress, self._should_cancel, self._log = progress, should_cancel, log
+        self.timings: dict[str, float] = {}
+        self.skipped: dict[str, str] = {}
+        self.model_ids: dict[str, str] = {}
+        self.device, self.clip, self.folds = "cpu", None, None
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        if self._log is not None:
+            self._log(message)
+
+    def report(self, stage: str, fraction: float, message: str) -> None:
+        start, end = PROGRESS_SPAN[stage]
+        if self._progress is not None:
+            self._progress(start + (end - start) * min(max(fraction, 0.0), 1.0), message)
+
+    def stage_progress(self, stage: str) -> Progress:
+        return lambda fraction, message: self.report(stage, fraction, message)
+
+    def check_cancel(self) -> None:
+        if self._should_cancel is not None and self._should_cancel():
+            raise Cancelled(f"run {self.run_id} was cancelled")
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason
+        self.log(f"skipped {name}: {reason}")
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage, log its duration, then poll for a cancel request."""
+        started = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        self.log(f"{name} took {self.timings[name]:.2f} s")
+        self.check_cancel()
+
+    # --- stages ---------------------------------------------------------------------------
+
+    def execute(self, dataset) -> None:
+        from audit.embedders.clip import resolve_device
+
+        self.device = resolve_device(self.config.device)
+        with self.stage("load"):
+            table = self.load_samples(dataset)
+        inputs = self.build_inputs(table)
+        self.run_detectors(inputs)
+        with self.stage("write"):
+            self.report("write", 0.0, "writing per-sample facts")
+            run_store.write_run_samples(self.store, self.run_id,
+                                        run_sample_frame(inputs, self.folds))
+        self.finish("succeeded")
+        self.report("write", 1.0, "done")
+
+    def load_samples(self, dataset) -> "SampleTable":
+        self.report("load", 0.0, "loading samples")
+        frame = dataset_store.samples_frame(self.store, dataset.id)
+        table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name)
+        if table.unreadable:
+            self.skip("samples", f"{table.unreadable} of {table.total} samples have unreadable "
+                                 "images (see their load errors) and are not scored")
+        return table
+
+    def build_inputs(self, table: "SampleTable"):
+        with self.stage("embed"):
+            embeddings, table = self.embed(table)
+        with self.stage("probe"):
+            pred_probs = self.pred_probs(table, embeddings)
+        with self.stage("knn"):
+            knn = self.knn(embeddings)
+        return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
+                                     self.config.seed, self.device)
+
+    def embed(self, table: "SampleTable") -> tuple[np.ndarray, "SampleTable"]:
+        if self.config.embeddings_file:
+            from audit.supplied import load_embeddings
+
+            vectors = load_embeddings(self.config.embeddings_file, table.total)[table.row_index]
+            self.model_ids["embedder"] = f"supplied:{Path(self.config.embeddings_file).name}"
+            self.clip = self.clip_for_detectors(table, None, vectors)
+            return vectors, table
+        return self.embed_images(table)
+
+    def embed_context(self):
+        from audit.embedders import EmbedContext
+
+        return EmbedContext(Path(self.settings.data_home), self.settings.max_image_pixels,
+                            self.config.batch_size, self.config.loader_workers, self.device,
+                            self.config.seed, self.config.folds)
+
+    def embed_images(self, table: "SampleTable") -> tuple[np.ndarray, "SampleTable"]:
+        from audit.embedders import ImageRows, make_embedder
+
+        embedder, note = make_embedder(self.config.embedder, self.embed_context(),
+                                       self.config.clip_model, self.config.clip_pretrained)
+        if note:
+            self.skip("clip", note)
+        self.log(f"embedding {table.n:,} images with {embedder.model_id}")
+        result = embedder.embed(ImageRows(table.paths, table.sha256, table.labels),
+                                self.stage_progress("embed"), self._should_cancel)
+        self.model_ids["embedder"] = result.model_id
+        table = self.drop_failed(table, result.failed)
+        vectors = result.vectors[table.kept_rows]
+        table = table.reindexed()
+        self.clip = self.clip_for_detectors(table, getattr(embedder, "clip", None), vectors)
+        return vectors, table
+
+    def drop_failed(self, table: "SampleTable", failed: dict[int, str]) -> "SampleTable":
+        if failed:
+            first = next(iter(failed.values()))
+            self.skip("embedding", f"{len(failed)} image(s) failed to decode while embedding and "
+                                   f"are not scored; first: {first}")
+        return table.without(sorted(failed))
+
+    def clip_for_detectors(self, table: "SampleTable", embedder_clip, vectors: np.ndarray):
+        """A pretrained CLIP with image embeddings for the detectors that need one, or None."""
+        if not any("clip" in registry()[n].requires for n in self.config.detectors):
+            return None
+        clip = embedder_clip
+        if clip is None and "clip" not in self.skipped:
+            clip = self.load_clip_quietly()
+        if clip is None:
+            return None
+        if not clip.pretrained:
+            self.skip("clip", f"{clip.model_id} has random weights, not pretrained ones")
+            return None
+        clip.image_embeddings = vectors if clip is embedder_clip else self.clip_images(clip, table)
+        self.model_ids["clip"] = clip.model_id
+        return clip
+
+    def clip_images(self, clip, table: "SampleTable") -> np.ndarray:
+        """CLIP image vectors of the usable rows when the run's embedder was another one."""
+        from audit.embedders import ImageRows
+        from audit.embedders.clip import ClipEmbedder
+
+        self.log(f"embedding {table.n:,} images with {clip.model_id} for CLIP detectors")
+        rows = ImageRows(table.paths, table.sha256, table.labels)
+        embedder = ClipEmbedder(clip, self.embed_context())
+        return embedder.embed(rows, None, self._should_cancel).vectors
+
+    def load_clip_quietly(self):
+        from audit.embedders.clip import load_clip
+        from audit.errors import ModelUnavailableError
+
+        try:
+            return load_clip(self.config.clip_model, self.config.clip_pretrained, self.device)
+        except ModelUnavailableError as exc:
+            self.skip("clip", str(exc))
+            return None
+
+    def pred_probs(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
+        if self.config.pred_probs_file:
+            from audit.supplied import load_pred_probs
+
+            probs = load_pred_probs(self.config.pred_probs_file, table.total,
+                                    len(table.class_names))
+            self.model_ids["pred_probs"] = f"supplied:{Path(self.config.pred_probs_file).name}"
+            return probs[table.row_index]
+        return self.cross_fit(table, embeddings)
+
+    def cross_fit(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
+        from audit.probe import cross_fit_probe
+
+        self.report("probe", 0.0, "cross-fitting the probe")
+        try:
+            result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
+                                     self.config.folds, self.config.seed, self.device)
+        except InputError as exc:
+            self.skip("pred_probs", str(exc))
+            return None
+        for note in result.notes:
+            self.log(f"probe: {note}")
+        if result.notes:
+            self.skipped["probe_notes"] = "; ".join(result.notes)
+        self.folds = result.folds
+        self.model_ids["pred_probs"] = f"logistic-probe-{result.n_folds}fold"
+        return result.pred_probs
+
+    def knn(self, embeddings: np.ndarray):
+        from audit.knn import build_knn_graph
+
+        self.report("knn", 0.0, "building the neighbour graph")
+        try:
+            graph = build_knn_graph(embeddings, self.config.k, self.device, seed=self.config.seed)
+        except InputError as exc:
+            self.skip("knn", str(exc))
+            return None
+        self.log(f"kNN graph: k={graph.indices.shape[1]}, "
+                 f"{'exact' if graph.exact else 'approximate (IVF)'} search")
+        return graph
+
+    def run_detectors(self, inputs) -> None:
+        order = detector_order(self.config.detectors)
+        self.check_cancel()
+        for position, name in enumerate(order):
+            self.report("detectors", position / len(order), f"running {name}")
+            with self.stage(f"detector:{name}"):
+                progress = self.detector_progress(name, position, len(order))
+                frame = self.run_one(name, inputs, progress)
+                if frame is not None:
+                    inputs.prior_scores[name] = frame
+                    run_store.write_scores(self.store, self.run_id, scores_for_store(name, frame))
+
+    def detector_progress(self, name: str, position: int, total: int) -> Progress:
+        def report(fraction: float, message: str) -> None:
+            self.report("detectors", (position + fraction) / total, f"{name}: {message}")
+        return report
+
+    def run_one(self, name: str, inputs, progress: Progress) -> pd.DataFrame | None:
+        detector = registry()[name]()
+        reason = detector.missing_requirements(inputs)
+        if reason is not None:
+            self.skip(name, reason)
+            return None
+        try:
+            frame = detector.score(inputs, self.detector_params(name), progress)
+            check_result(name, frame, inputs)
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one failing detector is recorded; the rest go on
+            self.skip(name, f"failed: {type(exc).__name__}: {exc}")
+            self.log(traceback.format_exc(limit=-3))
+            return None
+        return frame
+
+    def detector_params(self, name: str) -> dict:
+        defaults = dict(registry()[name].params)
+        if "seeds" in defaults:
+            defaults["seeds"] = self.config.seeds
+        return {**defaults, **(self.config.params.get(name) or {})}
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        run_store.finish_run(self.store, self.run_id, status, model_ids=self.model_ids,
+                             versions=package_versions(), code_version=audit.__version__,
+                             timings=self.timings, skipped=self.skipped, error=error)
+        self.log(f"run {self.run_id} {status}" + (f": {error}" if error else ""))
+
+
+@dataclasses.dataclass
+class SampleTable:
+    """The usable samples of a dataset (decoded at ingestion), in source order."""
+
+    frame: pd.DataFrame
+    root: Path
+    class_names: list[str]
+    total: int
+    kept_rows: np.ndarray | None = None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, root: Path, name: str) -> "SampleTable":
+        class_names = sorted(frame["label"].astype(str).unique())
+        usable = frame[frame["load_error"].isna()].reset_index(drop=True)
+        if usable.empty:
+            raise InputError(f"dataset {name!r}: none of its {len(frame)} images could be read "
+                             "(see each sample's load error); fix the files and ingest again")
+        return cls(usable, root.resolve(), class_names, len(frame))
+
+    @property
+    def n(self) -> int:
+        return len(self.frame)
+
+    @property
+    def unreadable(self) -> int:
+        return self.total - self.n
+
+    @property
+    def row_index(self) -> np.ndarray:
+        return self.frame["row_index"].to_numpy(dtype=np.int64)
+
+    @property
+    def labels(self) -> np.ndarray:
+        lookup = {name: i for i, name in enumerate(self.class_names)}
+        return self.frame["label"].astype(str).map(lookup).to_numpy(dtype=np.int64)
+
+    @property
+    def sha256(self) -> list[str]:
+        return self.frame["sha256"].astype(str).tolist()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [contained_path(self.root, p) for p in self.frame["path"]]
+
+    def without(self, rows: list[int]) -> "SampleTable":
+        kept = np.setdiff1d(np.arange(self.n), rows)
+        return dataclasses.replace(self, frame=self.frame.iloc[kept], kept_rows=kept)
+
+    def reindexed(self) -> "SampleTable":
+        return dataclasses.replace(self, frame=self.frame.reset_index(drop=True), kept_rows=None)
+
+    def detector_inputs(self, settings: Settings, embeddings, pred_probs, knn, clip, seed: int,
+                        device: str):
+        from audit.detectors.base import DetectorInputs
+        from audit.images import load_rgb
+
+        root, relative = self.root, self.frame["path"].tolist()
+        max_pixels = settings.max_image_pixels
+        captions = self.frame["caption"]
+        return DetectorInputs(
+            sample_ids=self.frame["sample_id"].astype(str).tolist(), labels=self.labels,
+            class_names=self.class_names, splits=self.frame["split"].astype(str).to_numpy(),
+            sha256=self.sha256, widths=self.frame["width"].to_numpy(dtype=np.int64),
+            heights=self.frame["height"].to_numpy(dtype=np.int64),
+            captions=None if captions.isna().all() else [None if pd.isna(c) else str(c)
+                                                          for c in captions],
+            embeddings=embeddings, pred_probs=pred_probs, knn=knn,
+            load_image=lambda row: load_rgb(contained_path(root, relative[row]), max_pixels),
+            clip=clip, seed=seed,
+            device=device)
+
+
+def contained_path(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing any path that resolves outside the dataset's root."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise InputError(f"sample path {relative!r} escapes the dataset root {root}; "
+                         "re-ingest the dataset from its folder or manifest")
+    return path
+
+
+def detector_order(names: list[str]) -> list[str]:
+    """The selected detectors, each after those it reads (``after``), otherwise by name."""
+    known, ordered, visiting = registry(), [], set()
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            raise ConfigError(f"detectors {sorted(visiting)} depend on each other in a cycle")
+        visiting.add(name)
+        for dependency in known[name].after:
+            if dependency in names:
+                visit(dependency)
+        visiting.discard(name)
+        ordered.append(name)
+
+    for name in sorted(names):
+        visit(name)
+    return ordered
+
+
+def check_result(name: str, frame: pd.DataFrame, inputs) -> None:
+    """A detector's rows must be one per sample, scores in [0, 1], in the inputs' order."""
+    if list(frame["sample_id"]) != inputs.sample_ids:
+        raise ValueError(f"{name} returned rows that are not one per sample in input order")
+    scores = frame["score"].to_numpy(dtype=np.float64)
+    if not np.all((scores >= 0) & (scores <= 1)):
+        raise ValueError(f"{name} returned scores outside [0, 1]")
+
+
+def scores_for_store(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "sample_id": frame["sample_id"].astype(str), "detector": name,
+        "score": frame["score"].astype(float), "is_issue": frame["is_issue"].astype(bool),
+        "details": [None if d is None else json.dumps(d, default=_plain) for d in frame["details"]],
+    })
+
+
+def _plain(value: object) -> object:
+    """JSON for numpy scalars and arrays inside details."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"details value of type {type(value).__name__} is not JSON data")
+
+
+def run_sample_frame(inputs, folds: np.ndarray | None) -> pd.DataFrame:
+    """Fold, probe prediction and a 2-D map (PCA of the embeddings) for each sample."""
+    map_xy = two_d_map(inputs.embeddings)
+    frame = pd.DataFrame({"sample_id": inputs.sample_ids,
+                          "fold": folds if folds is not None else pd.NA,
+                          "map_x": map_xy[:, 0], "map_y": map_xy[:, 1]})
+    if inputs.pred_probs is None:
+        frame["predicted_label"], frame["predicted_confidence"] = None, np.nan
+    else:
+        best = inputs.pred_probs.argmax(axis=1)
+        frame["predicted_label"] = [inputs.class_names[i] for i in best]
+        frame["predicted_confidence"] = inputs.pred_probs.max(axis=1).astype(float)
+    frame["fold"] = frame["fold"].astype("Int64")
+    return frame
+
+
+def two_d_map(embeddings: np.ndarray) -> np.ndarray:
+    """The embeddings projected on their two main axes (zeros where there are too few)."""
+    if len(embeddings) < 3 or embeddings.shape[1] < 2:
+        return np.zeros((len(embeddings), 2))
+    sample = embeddings[:: max(1, len(embeddings) // 5_000)].astype(np.float64)
+    mean = sample.mean(axis=0)
+    _, axes = np.linalg.eigh(np.cov(sample - mean, rowvar=False))
+    top = np.ascontiguousarray(axes[:, -2:][:, ::-1], dtype=np.float32)
+    return (embeddings @ top - (mean @ top)).astype(float)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

@@ -1,0 +1,574 @@
+"""Read queries for the dashboard: Explore, example detail, Insights, Datasets overview.
+
+Explore answers "filter + sort + one page" from ``explore_rows``, a wide index built once per
+finished run from the long ``scores`` table (runs are immutable, so the index never goes
+stale): each row carries the sample's fields, its scores and issue flags as lists aligned with
+``explore_runs.detectors``, its issue count and its worst score. Rows are stored worst score
+first, so the pages people look at most (the worst examples) sit in the first row groups. A
+query is a count, a narrow top-N that picks the page's row ids, and a read of just those rows.
+The WHERE clause is assembled from constant fragments, one per active filter; every value is
+a bound parameter.
+
+Decisions are not in the index: the standing decision of each sample is computed from the
+append-only flags log in the same transaction as every query (``STANDING_DECISIONS``, the
+rule of ``flags.current_decisions`` in SQL) and joined in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+import pandas as pd
+
+from audit.errors import NotFoundError
+from audit.store.connection import Store
+
+DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
+SORT_SPECIAL = ("worst", "flags", "order")
+_build_guard = threading.Lock()
+
+_BUILD_ROWS = """
+INSERT INTO explore_rows
+WITH detector_order AS (
+    SELECT detector, row_number() OVER (ORDER BY detector) AS pos
+    FROM (SELECT unnest($detectors::VARCHAR[]) AS detector)
+), run_scores AS (
+    SELECT sample_id, detector, score, is_issue,
+        CASE WHEN is_issue THEN json_extract_string(details, '$.suggested_label') END AS suggestion
+    FROM scores WHERE run_id = $run_id
+), grid AS (
+    SELECT s.sample_id, d.detector, d.pos
+    FROM samples s CROSS JOIN detector_order d WHERE s.dataset_id = $dataset_id
+), per_sample AS (
+    SELECT g.sample_id,
+        list(sc.score ORDER BY g.pos) AS scores,
+        list(coalesce(sc.is_issue, false) ORDER BY g.pos) AS issues,
+        count(*) FILTER (WHERE sc.is_issue) AS issue_count,
+        min(sc.score) AS worst_score,
+        arg_min(sc.suggestion, sc.score) FILTER (WHERE sc.suggestion IS NOT NULL) AS suggestion
+    FROM grid g LEFT JOIN run_scores sc ON sc.sample_id = g.sample_id AND sc.detector = g.detector
+    GROUP BY g.sample_id
+)
+SELECT $run_id, s.sample_id, s.row_index, s.split, s.label, s.path, s.caption, s.sha256,
+    s.load_error, CASE WHEN p.suggestion <> s.label THEN p.suggestion END,
+    coalesce(p.scores, []::DOUBLE[]), coalesce(p.issues, []::BOOLEAN[]),
+    coalesce(p.issue_count, 0), p.worst_score,
+    lower(concat_ws(' ', s.sample_id, s.path, coalesce(s.caption, '')))
+FROM samples s LEFT JOIN per_sample p USING (sample_id)
+WHERE s.dataset_id = $dataset_id
+ORDER BY p.worst_score NULLS LAST, s.row_index
+"""
+
+# The standing decision of each sample, with flags.current_decisions' rule (an undo withdraws
+# the decision before it; an undo with nothing to withdraw does nothing), in SQL: per sample,
+# depth = decisions standing after each row = running sum of +1 / -1 floored at 0, which is
+# the running sum minus its running minimum (when negative). The standing decision is the
+# last non-undo row whose depth equals the final depth, when that depth is above 0.
+# $sample_ids (or NULL for all) limits it to some samples.
+STANDING_DECISIONS = """
+WITH walk AS (
+    SELECT id, sample_id, action, new_label,
+        sum(CASE WHEN action = 'undo' THEN -1 ELSE 1 END)
+            OVER (PARTITION BY sample_id ORDER BY id ROWS UNBOUNDED PRECEDING) AS running
+    FROM flags
+    WHERE dataset_id = $dataset_id
+        AND ($sample_ids::VARCHAR[] IS NULL OR list_contains($sample_ids::VARCHAR[], sample_id))
+), depths AS (
+    SELECT *, running - least(0, min(running)
+        OVER (PARTITION BY sample_id ORDER BY id ROWS UNBOUNDED PRECEDING)) AS depth
+    FROM walk
+), final AS (
+    SELECT sample_id, arg_max(depth, id) AS final_depth FROM depths GROUP BY sample_id
+)
+SELECT d.sample_id, arg_max(d.action, d.id) AS action, arg_max(d.new_label, d.id) AS new_label
+FROM depths d JOIN final f USING (sample_id)
+WHERE d.action <> 'undo' AND f.final_depth > 0 AND d.depth = f.final_depth
+GROUP BY d.sample_id
+"""
+
+_PAGE_COLUMNS = (
+    "r.sample_id, r.split, r.label, r.path, r.caption, r.sha256, r.load_error, "
+    "r.suggested_label, r.scores, r.issues, r.issue_count, r.worst_score"
+)
+_WITH_DECISIONS = f"WITH standing_decisions AS ({STANDING_DECISIONS}) "
+_PAGE_DECISIONS = (
+    f"{_WITH_DECISIONS} SELECT sample_id, action AS decision, new_label AS decision_label "
+    "FROM standing_decisions"
+)
+
+
+# --- the Explore index ---------------------------------------------------------------------
+
+def ensure_explore_index(store: Store, run_id: int) -> list[str]:
+    """Build the run's Explore index if it is missing; return its detectors (sorted).
+
+    The lock is taken before the transaction starts, so a second thread waiting for it sees
+    the first one's committed index instead of building it again."""
+    with _build_guard, store.transaction() as con:
+        detectors = _indexed_detectors(con, run_id)
+        if detectors is not None:
+            return detectors
+        dataset_id = _finished_run_dataset(con, run_id)
+        detectors = [r[0] for r in con.execute(
+            "SELECT DISTINCT detector FROM scores WHERE run_id = ? ORDER BY detector", [run_id]
+        ).fetchall()]
+        con.execute(_BUILD_ROWS, {"run_id": run_id, "dataset_id": dataset_id,
+                                  "detectors": detectors})
+        con.execute("INSERT INTO explore_runs (run_id, dataset_id, detectors) VALUES (?, ?, ?)",
+                    [run_id, dataset_id, detectors])
+    return detectors
+
+
+def _indexed_detectors(con, run_id: int) -> list[str] | None:
+    row = con.execute("SELECT detectors FROM explore_runs WHERE run_id = ?", [run_id]).fetchone()
+    return None if row is None else list(row[0])
+
+
+def _finished_run_dataset(con, run_id: int) -> int:
+    row = con.execute("SELECT dataset_id, status FROM runs WHERE id = ?", [run_id]).fetchone()
+    if row is None:
+        raise NotFoundError(f"no run {run_id}; pick a run listed on the Datasets page")
+    if row[1] != "succeeded":
+        raise NotFoundError(
+            f"run {run_id} is {row[1]}, not succeeded; only finished runs are shown")
+    return int(row[0])
+
+
+# --- Explore: filter + sort + page ---------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ExploreFilters:
+    """What the Explore page asks for. ``detector`` None means any detector."""
+
+    detector: str | None = None
+    flagged_only: bool = False
+    max_score: float | None = None
+    classes: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    decision: str = "any"
+    search: str = ""
+    sample_ids: tuple[str, ...] | None = None
+    sort_by: str = "worst"          # a detector name, or one of SORT_SPECIAL
+    worst_first: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplorePage:
+    rows: pd.DataFrame
+    total: int
+    detectors: list[str]
+
+
+def explore_page(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
+                 page: int = 0, page_size: int = 48) -> ExplorePage:
+    """One page of samples matching the filters, sorted, with the total number of matches.
+    One transaction when the run's index exists; the first call for a run builds it."""
+    with store.transaction() as con:
+        detectors = _indexed_detectors(con, run_id)
+        if detectors is not None:
+            return _query_page(con, dataset_id, run_id, detectors, filters, page, page_size)
+    ensure_explore_index(store, run_id)
+    return explore_page(store, dataset_id, run_id, filters, page, page_size)
+
+
+def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters: ExploreFilters,
+                page: int, page_size: int) -> ExplorePage:
+    """Count, pick the page's row ids with a narrow top-N, then read those rows whole.
+
+    Reading the wide columns only for the page's rows (rather than carrying them through
+    the filters, the decision join and the sort) is what keeps a million rows fast. The
+    standing decisions join in only where a filter needs them."""
+    where, params = _where_clause(filters, detectors, run_id)
+    order, order_params = _order_clause(filters, detectors)
+    prefix = _WITH_DECISIONS if "standing_decisions" in where else ""
+    params.update({"dataset_id": dataset_id, "sample_ids": None} if prefix else {})
+    total = con.execute(f"{prefix}SELECT count(*) FROM explore_rows r WHERE {where}",
+                        params).fetchone()[0]
+    row_ids = [row[0] for row in con.execute(
+        f"{prefix}SELECT r.rowid FROM explore_rows r WHERE {where} "
+        f"ORDER BY {order} LIMIT $limit OFFSET $offset",
+        {**params, **order_params, "limit": page_size, "offset": max(page, 0) * page_size},
+    ).fetchall()]
+    rows = _rows_by_rowid(con, row_ids)
+    return ExplorePage(_with_decisions(con, dataset_id, rows, detectors), int(total), detectors)
+
+
+def _rows_by_rowid(con, row_ids: list[int]) -> pd.DataFrame:
+    rows = con.execute(
+        f"SELECT r.rowid AS row_id, {_PAGE_COLUMNS} FROM explore_rows r "
+        "WHERE r.rowid IN (SELECT unnest($row_ids::BIGINT[]))",
+        {"row_ids": row_ids},
+    ).df()
+    rank = {row_id: i for i, row_id in enumerate(row_ids)}
+    rows = rows.sort_values("row_id", key=lambda ids: ids.map(rank)).reset_index(drop=True)
+    return rows.drop(columns="row_id")
+
+
+def _with_decisions(con, dataset_id: int, rows: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
+    decided = con.execute(_PAGE_DECISIONS, {"dataset_id": dataset_id,
+                                            "sample_ids": rows["sample_id"].tolist()}).df()
+    rows = rows.merge(decided, on="sample_id", how="left")
+    rows["flagged_by"] = [_flagged_names(detectors, flags) for flags in rows["issues"]]
+    return rows
+
+
+def _flagged_names(detectors: list[str], issues) -> list[str]:
+    return [name for name, flagged in zip(detectors, issues) if flagged]
+
+
+def _position(detectors: list[str], name: str) -> int:
+    """1-based list position of a detector in the index; NotFoundError when absent."""
+    if name not in detectors:
+        raise NotFoundError(
+            f"detector {name!r} has no scores in this run; choose one of {detectors}")
+    return detectors.index(name) + 1
+
+
+def _where_clause(filters: ExploreFilters, detectors: list[str], run_id: int):
+    parts, params = ["r.run_id = $run_id"], {"run_id": run_id}
+    if filters.detector is not None:
+        params["pos"] = _position(detectors, filters.detector)
+    score = "r.scores[$pos]" if filters.detector else "r.worst_score"
+    if filters.flagged_only:
+        parts.append("coalesce(r.issues[$pos], false)" if filters.detector else "r.issue_count > 0")
+    if filters.max_score is not None:
+        parts.append(f"{score} <= $max_score")
+        params["max_score"] = float(filters.max_score)
+    parts += _membership_parts(filters, params)
+    return " AND ".join(parts), params
+
+
+def _membership_parts(filters: ExploreFilters, params: dict) -> list[str]:
+    parts = []
+    if filters.classes:
+        parts.append("list_contains($classes::VARCHAR[], r.label)")
+        params["classes"] = list(filters.classes)
+    if filters.splits:
+        parts.append("list_contains($splits::VARCHAR[], r.split)")
+        params["splits"] = list(filters.splits)
+    if filters.search.strip():
+        parts.append("contains(r.search_text, $search)")
+        params["search"] = filters.search.strip().lower()
+    if filters.sample_ids is not None:
+        parts.append("r.sample_id IN (SELECT unnest($sample_ids::VARCHAR[]))")
+        params["sample_ids"] = list(filters.sample_ids)
+    parts += _decision_parts(filters.decision, params)
+    return parts
+
+
+def _decision_parts(state: str, params: dict) -> list[str]:
+    if state not in DECISION_STATES:
+        raise ValueError(f"decision filter must be one of {DECISION_STATES}, not {state!r}")
+    if state == "any":
+        return []
+    decided = "r.sample_id IN (SELECT sample_id FROM standing_decisions)"
+    if state in ("undecided", "decided"):
+        return [f"NOT {decided}" if state == "undecided" else decided]
+    params["decision"] = state
+    return ["r.sample_id IN (SELECT sample_id FROM standing_decisions WHERE action = $decision)"]
+
+
+def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, dict]:
+    direction = "ASC" if filters.worst_first else "DESC"
+    if filters.sort_by == "order":
+        return "r.row_index", {}
+    if filters.sort_by == "flags":
+        return f"r.issue_count {'DESC' if filters.worst_first else 'ASC'}, r.row_index", {}
+    if filters.sort_by == "worst":
+        return f"r.worst_score {direction} NULLS LAST, r.row_index", {}
+    position = _position(detectors, filters.sort_by)
+    return f"r.scores[$sort_pos] {direction} NULLS LAST, r.row_index", {"sort_pos": position}
+
+
+# --- small lookups -------------------------------------------------------------------------
+
+def store_version(store: Store) -> tuple:
+    """A cheap fingerprint that changes whenever decisions, runs or datasets change."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT (SELECT max(id) FROM flags), (SELECT max(id) FROM runs), "
+            "(SELECT count(*) FROM runs WHERE status <> 'running'), "
+            "(SELECT max(id) FROM datasets), (SELECT count(*) FROM datasets)"
+        ).fetchone()
+
+
+def dataset_labels(store: Store, dataset_id: int) -> tuple[list[str], list[str]]:
+    """The dataset's classes and splits, sorted."""
+    with store.transaction() as con:
+        classes = con.execute("SELECT DISTINCT label FROM samples WHERE dataset_id = ? ORDER BY 1",
+                              [dataset_id]).fetchall()
+        splits = con.execute("SELECT DISTINCT split FROM samples WHERE dataset_id = ? ORDER BY 1",
+                             [dataset_id]).fetchall()
+    return [r[0] for r in classes], [r[0] for r in splits]
+
+
+def finished_runs(store: Store, dataset_id: int) -> pd.DataFrame:
+    """Succeeded runs of a dataset, newest first: id, started_at, finished_at, config."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT id, started_at, finished_at, config, skipped FROM runs "
+            "WHERE dataset_id = ? AND status = 'succeeded' ORDER BY id DESC",
+            [dataset_id],
+        ).df()
+
+
+def known_detectors(store: Store) -> list[str]:
+    """Every detector that has scores in any run of the store, sorted."""
+    with store.transaction() as con:
+        rows = con.execute("SELECT DISTINCT detector FROM scores ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def dataset_overview(store: Store) -> pd.DataFrame:
+    """One row per dataset: size, splits, classes, unreadable files, last run, flagged samples."""
+    with store.transaction() as con:
+        return con.execute(
+            """
+            WITH last_run AS (
+                SELECT dataset_id, max(id) AS run_id FROM runs WHERE status = 'succeeded'
+                GROUP BY dataset_id
+            ), flagged AS (
+                SELECT l.dataset_id, count(DISTINCT sc.sample_id) AS flagged
+                FROM last_run l JOIN scores sc ON sc.run_id = l.run_id AND sc.is_issue
+                GROUP BY l.dataset_id
+            ), sizes AS (
+                SELECT dataset_id, count(*) AS samples, count(load_error) AS unreadable,
+                    string_agg(DISTINCT split, ', ' ORDER BY split) AS splits,
+                    count(DISTINCT label) AS classes
+                FROM samples GROUP BY dataset_id
+            )
+            SELECT d.id, d.name, d.kind, d.source, s.samples, s.splits, s.classes, s.unreadable,
+                l.run_id AS last_run, r.finished_at AS last_run_at,
+                coalesce(f.flagged, 0) AS flagged
+            FROM datasets d LEFT JOIN sizes s ON s.dataset_id = d.id
+            LEFT JOIN last_run l ON l.dataset_id = d.id LEFT JOIN runs r ON r.id = l.run_id
+            LEFT JOIN flagged f ON f.dataset_id = d.id
+            ORDER BY d.id
+            """
+        ).df()
+
+
+# --- example detail ------------------------------------------------------------------------
+
+def sample_detail(store: Store, dataset_id: int, sample_id: str) -> dict:
+    """One sample's stored fields plus its dataset's root folder."""
+    with store.transaction() as con:
+        cursor = con.execute(
+            "SELECT s.sample_id, s.row_index, s.split, s.path, s.label, s.caption, s.width, "
+            "s.height, s.sha256, s.load_error, s.extra, d.root FROM samples s "
+            "JOIN datasets d ON d.id = s.dataset_id WHERE s.dataset_id = ? AND s.sample_id = ?",
+            [dataset_id, sample_id],
+        )
+        row = cursor.fetchone()
+        names = [c[0] for c in cursor.description]
+    if row is None:
+        raise NotFoundError(
+            f"dataset {dataset_id} has no sample {sample_id!r}; pick one in Explore")
+    return dict(zip(names, row))
+
+
+def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
+    """Every detector's verdict on one sample: detector, score, is_issue, details (a dict)."""
+    with store.transaction() as con:
+        frame = con.execute(
+            "SELECT detector, score, is_issue, details FROM scores "
+            "WHERE run_id = ? AND sample_id = ? ORDER BY score NULLS LAST, detector",
+            [run_id, sample_id],
+        ).df()
+    frame["details"] = [json.loads(d) if d else {} for d in frame["details"]]
+    return frame
+
+
+def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
+    """The run's probe prediction, fold and map position for one sample, if stored."""
+    with store.transaction() as con:
+        cursor = con.execute(
+            "SELECT fold, predicted_label, predicted_confidence, map_x, map_y FROM run_samples "
+            "WHERE run_id = ? AND sample_id = ?",
+            [run_id, sample_id],
+        )
+        row = cursor.fetchone()
+        names = [c[0] for c in cursor.description]
+    return None if row is None else dict(zip(names, row))
+
+
+def samples_by_ids(store: Store, dataset_id: int, sample_ids: list[str]) -> pd.DataFrame:
+    """Samples in the order asked for (unknown ids are left out): id, label, split, path ..."""
+    with store.transaction() as con:
+        frame = con.execute(
+            "SELECT s.sample_id, s.label, s.split, s.path, s.caption, s.sha256, s.load_error "
+            "FROM samples s WHERE s.dataset_id = ? AND list_contains(?::VARCHAR[], s.sample_id)",
+            [dataset_id, list(sample_ids)],
+        ).df()
+    order = {sample_id: i for i, sample_id in enumerate(sample_ids)}
+    return frame.sort_values("sample_id", key=lambda ids: ids.map(order)).reset_index(drop=True)
+
+
+def dataset_root(store: Store, dataset_id: int) -> str:
+    with store.transaction() as con:
+        row = con.execute("SELECT root FROM datasets WHERE id = ?", [dataset_id]).fetchone()
+    if row is None:
+        raise NotFoundError(f"no dataset {dataset_id}; pick one on the Datasets page")
+    return row[0]
+
+
+# --- Insights ------------------------------------------------------------------------------
+
+def detector_summary(store: Store, run_id: int) -> pd.DataFrame:
+    """Per detector: samples scored, issues, and the threshold (highest score flagged)."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT detector, count(*) AS scored, count(*) FILTER (WHERE is_issue) AS issues, "
+            "max(score) FILTER (WHERE is_issue) AS threshold, avg(score) AS mean_score "
+            "FROM scores WHERE run_id = ? GROUP BY detector ORDER BY detector",
+            [run_id],
+        ).df()
+
+
+def score_histograms(store: Store, run_id: int, bins: int = 20) -> pd.DataFrame:
+    """Per detector and bin of [0, 1]: bin_start, bin_end, count (empty bins left out)."""
+    with store.transaction() as con:
+        frame = con.execute(
+            "SELECT detector, least(floor(score * $bins), $bins - 1)::INTEGER AS bin, "
+            "count(*) AS count FROM scores WHERE run_id = $run_id AND score IS NOT NULL "
+            "GROUP BY ALL ORDER BY detector, bin",
+            {"run_id": run_id, "bins": bins},
+        ).df()
+    frame["bin_start"] = frame["bin"] / bins
+    frame["bin_end"] = (frame["bin"] + 1) / bins
+    return frame
+
+
+def issues_by_class_and_split(store: Store, run_id: int) -> pd.DataFrame:
+    """Per detector, class and split: issues, next to the number of samples there."""
+    with store.transaction() as con:
+        return con.execute(
+            """
+            WITH sizes AS (
+                SELECT label, split, count(*) AS samples FROM explore_rows
+                WHERE run_id = $run_id GROUP BY ALL
+            ), issues AS (
+                SELECT sc.detector, r.label, r.split, count(*) AS issues
+                FROM scores sc JOIN explore_rows r
+                    ON r.run_id = sc.run_id AND r.sample_id = sc.sample_id
+                WHERE sc.run_id = $run_id AND sc.is_issue GROUP BY ALL
+            )
+            SELECT i.detector, i.label, i.split, i.issues, s.samples
+            FROM issues i JOIN sizes s USING (label, split) ORDER BY ALL
+            """,
+            {"run_id": run_id},
+        ).df()
+
+
+def label_matrix(store: Store, run_id: int) -> pd.DataFrame:
+    """Given label x the probe's predicted label (the confident joint's counts)."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT r.label AS given, rs.predicted_label AS predicted, count(*) AS count "
+            "FROM run_samples rs JOIN explore_rows r "
+            "ON r.run_id = rs.run_id AND r.sample_id = rs.sample_id "
+            "WHERE rs.run_id = ? AND rs.predicted_label IS NOT NULL GROUP BY ALL ORDER BY ALL",
+            [run_id],
+        ).df()
+
+
+def map_points(store: Store, run_id: int, limit: int = 20_000) -> pd.DataFrame:
+    """Points of the 2-D map: every flagged sample first, then a fixed sample of the rest."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT rs.sample_id, rs.map_x, rs.map_y, r.label, r.split, r.issue_count "
+            "FROM run_samples rs JOIN explore_rows r "
+            "ON r.run_id = rs.run_id AND r.sample_id = rs.sample_id "
+            "WHERE rs.run_id = ? AND rs.map_x IS NOT NULL "
+            "ORDER BY r.issue_count > 0 DESC, hash(rs.sample_id) LIMIT ?",
+            [run_id, limit],
+        ).df()
+
+
+def run_issue_counts(store: Store, dataset_id: int) -> pd.DataFrame:
+    """Issues per detector for every succeeded run of a dataset."""
+    with store.transaction() as con:
+        return con.execute(
+            "SELECT sc.run_id, sc.detector, count(*) FILTER (WHERE sc.is_issue) AS issues, "
+            "count(*) AS scored FROM scores sc JOIN runs r ON r.id = sc.run_id "
+            "WHERE r.dataset_id = ? AND r.status = 'succeeded' GROUP BY ALL ORDER BY ALL",
+            [dataset_id],
+        ).df()
+
+
+def compare_runs(store: Store, run_a: int, run_b: int) -> pd.DataFrame:
+    """Per detector: samples flagged by both runs, by only the first, by only the second."""
+    with store.transaction() as con:
+        return con.execute(
+            """
+            WITH a AS (SELECT detector, sample_id FROM scores WHERE run_id = $a AND is_issue),
+                 b AS (SELECT detector, sample_id FROM scores WHERE run_id = $b AND is_issue)
+            SELECT coalesce(a.detector, b.detector) AS detector,
+                count(*) FILTER (WHERE a.sample_id IS NOT NULL AND b.sample_id IS NOT NULL) AS both,
+                count(*) FILTER (WHERE b.sample_id IS NULL) AS only_first,
+                count(*) FILTER (WHERE a.sample_id IS NULL) AS only_second
+            FROM a FULL OUTER JOIN b ON a.detector = b.detector AND a.sample_id = b.sample_id
+            GROUP BY ALL ORDER BY detector
+            """,
+            {"a": run_a, "b": run_b},
+        ).df()
+
+
+# --- benchmark support ---------------------------------------------------------------------
+
+def load_synthetic_run(store: Store, n_samples: int, detectors: list[str], seed: int = 0,
+                       classes: int = 100, root: str = "/nonexistent") -> tuple[int, int]:
+    """Bulk-generate a dataset of ``n_samples`` rows and one succeeded run with a score from
+    every detector and per-sample run facts, inside DuckDB, for benchmarks. Sample paths are
+    ``images/class_<k>.png`` under ``root``: one picture per class, which the caller may
+    write. Returns (dataset_id, run_id)."""
+    with store.transaction() as con:
+        con.execute("SELECT setseed(?)", [(seed % 1000) / 1000.0])
+        dataset_id = con.execute(
+            "INSERT INTO datasets (name, source, kind, root) "
+            "VALUES (?, 'synthetic', 'manifest', ?) RETURNING id",
+            [f"synthetic-{n_samples}-{seed}", root]).fetchone()[0]
+        con.execute(_SYNTHETIC_SAMPLES, {"dataset_id": dataset_id, "n": n_samples,
+                                         "classes": classes})
+        run_id = con.execute(
+            "INSERT INTO runs (dataset_id, status, config, finished_at) "
+            "VALUES (?, 'succeeded', '{}', current_timestamp) RETURNING id", [dataset_id]
+        ).fetchone()[0]
+        con.execute(_SYNTHETIC_SCORES, {"run_id": run_id, "n": n_samples,
+                                        "detectors": detectors, "classes": classes})
+        con.execute(_SYNTHETIC_RUN_SAMPLES, {"run_id": run_id, "n": n_samples, "classes": classes})
+    return int(dataset_id), int(run_id)
+
+
+_SYNTHETIC_SAMPLES = """
+INSERT INTO samples (dataset_id, sample_id, row_index, split, path, label, caption, width,
+    height, file_size, sha256)
+SELECT $dataset_id, 's' || lpad(i::VARCHAR, 7, '0'), i,
+    CASE WHEN i % 5 = 0 THEN 'test' ELSE 'train' END,
+    'images/class_' || (i % $classes) || '.png', 'class_' || (i % $classes),
+    'a photo of class ' || (i % $classes), 32, 32, 1000, sha256(i::VARCHAR)
+FROM range($n) t(i)
+"""
+
+_SYNTHETIC_SCORES = """
+INSERT INTO scores (run_id, sample_id, detector, score, is_issue, details)
+SELECT $run_id, 's' || lpad(i::VARCHAR, 7, '0'), detector, u, u < 0.03,
+    CASE WHEN u < 0.03 THEN '{"reason": "synthetic", "suggested_label": "class_'
+        || ((i + 1) % $classes) || '"}' ELSE '{"reason": "synthetic"}' END
+FROM (
+    SELECT d.detector, t.i, random() AS u
+    FROM (SELECT unnest($detectors::VARCHAR[]) AS detector) d CROSS JOIN range($n) t(i)
+)
+ORDER BY detector, i
+"""
+
+_SYNTHETIC_RUN_SAMPLES = """
+INSERT INTO run_samples (run_id, sample_id, fold, predicted_label, predicted_confidence,
+    map_x, map_y)
+SELECT $run_id, 's' || lpad(i::VARCHAR, 7, '0'), i % 5,
+    'class_' || (CASE WHEN i % 50 = 0 THEN i + 1 ELSE i END % $classes), 0.5 + random() / 2,
+    (i % $classes) + random(), (i % 7) + random()
+FROM range($n) t(i)
+"""

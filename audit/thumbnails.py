@@ -1,0 +1,80 @@
+"""Thumbnails for the dashboard, made once and cached under ``data_home/thumbnails/``.
+
+A thumbnail is keyed by the image's content hash (sha256) and its size, so two samples with
+the same bytes share one file and a changed file gets a new one. Images are decoded with
+``audit.images.load_rgb`` (same safety limits as everywhere else); a sample path that would
+leave its dataset's root is refused. Files are written to a temporary name and renamed, so a
+reader never sees half a thumbnail.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from audit.errors import InputError
+from audit.images import ImageLoadError, load_rgb
+from audit.settings import Settings
+
+GRID_SIZE = 192
+LARGE_SIZE = 640
+
+
+def thumbnail_path(settings: Settings, sha256: str, size: int) -> Path:
+    """Where the thumbnail of this content at this size lives (it may not exist yet)."""
+    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        raise InputError(f"{sha256!r} is not a sha256 hex digest; re-ingest the dataset")
+    return Path(settings.data_home) / "thumbnails" / str(size) / sha256[:2] / f"{sha256}.jpg"
+
+
+def thumbnail(settings: Settings, root: str | Path, relative_path: str, sha256: str | None,
+              size: int = GRID_SIZE) -> Path:
+    """The cached thumbnail of one sample's image, made on first use.
+
+    Raises ``ImageLoadError`` (with the reason) when the image cannot be decoded, and
+    ``InputError`` when the path leaves the dataset root or the sample has no content hash."""
+    if sha256 is None:
+        raise ImageLoadError("the file could not be read when the dataset was ingested")
+    target = thumbnail_path(settings, sha256, size)
+    if not target.is_file():
+        image = load_rgb(source_path(root, relative_path), settings.max_image_pixels)
+        _write_atomically(shrink(image, size), target)
+    return target
+
+
+def source_path(root: str | Path, relative_path: str) -> Path:
+    """The sample's file inside its dataset root; refuses a path that escapes the root."""
+    base = Path(root).resolve()
+    target = (base / relative_path).resolve()
+    if Path(relative_path).is_absolute() or not target.is_relative_to(base):
+        raise InputError(
+            f"sample path {relative_path!r} points outside the dataset folder {base}; "
+            "re-ingest the dataset with paths inside it"
+        )
+    return target
+
+
+def shrink(image: Image.Image, size: int) -> Image.Image:
+    """A copy no larger than size x size, aspect kept; small images are enlarged with
+    nearest-neighbour so tiny pictures (e.g. 8 x 8) stay visible and crisp."""
+    copy = image.copy()
+    if max(copy.size) >= size:
+        copy.thumbnail((size, size), Image.Resampling.LANCZOS)
+        return copy
+    scale = max(1, size // max(copy.size))
+    return copy.resize((copy.width * scale, copy.height * scale), Image.Resampling.NEAREST)
+
+
+def _write_atomically(image: Image.Image, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format="JPEG", quality=88)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

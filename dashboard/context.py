@@ -1,0 +1,95 @@
+"""What every page looks at: settings, store, the store's version, and the dataset and run
+picked in the sidebar (widget values kept for the whole session).
+
+``view()`` is computed afresh wherever a page asks for it, so a page is right even when it
+reruns on its own (a fragment, or AppTest, which reruns only the page after the first run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from audit.settings import Settings
+from audit.store import Store
+from dashboard import data
+
+DATASET_KEY = "dataset_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    settings: Settings
+    store: Store
+    key: data.Version
+    dataset_id: int | None
+    run_id: int | None
+
+
+def view() -> View:
+    """The current settings, store and version, and the picked dataset and run (the first
+    dataset and its newest run until the user picks others)."""
+    settings = data.current_settings()
+    store = data.current_store(settings)
+    key = data.version(store)
+    dataset_id = _chosen(_dataset_ids(store, key), st.session_state.get(DATASET_KEY))
+    run_id = None
+    if dataset_id is not None:
+        picked_run = st.session_state.get(_run_key(dataset_id))
+        run_id = _chosen(_run_ids(store, key, dataset_id), picked_run)
+    return View(settings, store, key, dataset_id, run_id)
+
+
+def _chosen(options: list[int], picked: int | None) -> int | None:
+    if picked in options:
+        return picked
+    return options[0] if options else None
+
+
+def _dataset_ids(store: Store, key: data.Version) -> list[int]:
+    return data.overview(store, key)["id"].astype(int).tolist()
+
+
+def _run_ids(store: Store, key: data.Version, dataset_id: int) -> list[int]:
+    return data.runs(store, key, dataset_id)["id"].astype(int).tolist()
+
+
+def _run_key(dataset_id: int) -> str:
+    return f"run_id_{dataset_id}"
+
+
+def sidebar_pickers() -> None:
+    """The dataset and run pickers, rendered by the router on every page."""
+    current = view()
+    if current.dataset_id is None:
+        st.sidebar.caption("No datasets yet: add one on the Datasets page.")
+        return
+    datasets = data.overview(current.store, current.key)
+    names = dict(zip(datasets["id"].astype(int), datasets["name"]))
+    st.sidebar.selectbox("Dataset", list(names), format_func=names.get, key=DATASET_KEY,
+                         index=list(names).index(current.dataset_id), persist_state="session")
+    runs = data.runs(current.store, current.key, current.dataset_id)
+    if runs.empty:
+        st.sidebar.caption("This dataset has no finished audit yet.")
+        return
+    labels = {int(r.id): f"run {int(r.id)} ({r.finished_at:%Y-%m-%d %H:%M})"
+              for r in runs.itertuples()}
+    st.sidebar.selectbox("Run", list(labels), format_func=labels.get,
+                         key=_run_key(current.dataset_id), index=list(labels).index(current.run_id),
+                         persist_state="session")
+
+
+def require_run() -> View:
+    """The view, or stop the page with a pointer to what is missing."""
+    current = view()
+    if current.dataset_id is None:
+        st.info("No dataset yet. Add one on the Datasets page (or run `python -m audit demo`).")
+        st.page_link("pages/datasets.py", label="Go to Datasets", icon=":material/database:")
+        st.stop()
+    if current.run_id is None:
+        st.info("This dataset has no finished audit yet. Start one on the Datasets page and "
+                "follow it on the Jobs page.")
+        st.page_link("pages/jobs.py", label="Go to Jobs", icon=":material/sync:")
+        st.stop()
+    return current

@@ -1,0 +1,87 @@
+"""Datasets: every dataset with its size, splits, classes, last run and flagged samples; add a
+dataset from a folder or manifest; start an audit with chosen options (run by a background
+worker, followed on the Jobs page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from audit.datasets import ingest
+from dashboard import context, data
+from dashboard.errors import reported
+from jobs.queue import enqueue_audit
+
+EMBEDDERS = ("auto", "clip", "pixels", "cnn")
+
+
+def main() -> None:
+    view = context.view()
+    st.title("Datasets")
+    datasets = data.overview(view.store, view.key)
+    if datasets.empty:
+        st.info("No datasets yet. Add an image folder or a manifest below, "
+                "or run `python -m audit demo`.")
+    else:
+        st.dataframe(datasets, hide_index=True)
+        _issues_of_last_run(view)
+    left, right = st.columns(2)
+    with left:
+        _add_dataset(view)
+    with right:
+        _start_audit(view, datasets)
+
+
+def _issues_of_last_run(view: context.View) -> None:
+    if view.run_id is None:
+        return
+    counts = data.run_issue_counts(view.store, view.key, view.dataset_id)
+    latest = counts[counts["run_id"] == view.run_id]
+    st.caption(f"Issues per detector in run {view.run_id} of the chosen dataset")
+    st.dataframe(latest[["detector", "issues", "scored"]], hide_index=True)
+
+
+def _add_dataset(view: context.View) -> None:
+    with st.form("add_dataset"):
+        st.subheader("Add a dataset")
+        source = st.text_input("Image folder or manifest (CSV, Parquet, JSONL) on this machine")
+        name = st.text_input("Name (optional)")
+        if st.form_submit_button("Add"):
+            with reported():
+                bar = st.progress(0.0, text="reading images")
+                dataset_id = ingest(view.store, Path(source.strip()), view.settings,
+                                    name=name.strip() or None,
+                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+                st.toast(f"Added dataset {dataset_id}.")
+                st.rerun()
+
+
+def _start_audit(view: context.View, datasets) -> None:
+    if datasets.empty:
+        return
+    with st.form("start_audit"):
+        st.subheader("Start an audit")
+        names = dict(zip(datasets["id"].astype(int), datasets["name"]))
+        dataset_id = st.selectbox("Dataset", list(names), format_func=names.get,
+                                  index=list(names).index(view.dataset_id)
+                                  if view.dataset_id in names else 0)
+        known = data.known_detectors(view.store, view.key)
+        detectors = st.multiselect("Detectors (none chosen: all)", known)
+        embedder = st.selectbox("Embedder", EMBEDDERS,
+                                index=EMBEDDERS.index(view.settings.embedder)
+                                if view.settings.embedder in EMBEDDERS else 0)
+        cols = st.columns(3)
+        k = cols[0].number_input("Neighbours (k)", 1, 200, view.settings.knn_k)
+        folds = cols[1].number_input("Folds", 2, 20, view.settings.folds)
+        seed = cols[2].number_input("Seed", 0, 2**31 - 1, view.settings.seed)
+        if st.form_submit_button("Queue audit", type="primary"):
+            overrides = {"embedder": embedder, "k": int(k), "folds": int(folds), "seed": int(seed)}
+            if detectors:
+                overrides["detectors"] = list(detectors)
+            with reported():
+                job_id = enqueue_audit(view.store, view.settings, int(dataset_id), overrides)
+                st.success(f"Queued job {job_id}; follow it on the Jobs page.")
+
+
+main()

@@ -1,0 +1,93 @@
+"""Export: choose the run, splits, rule and format; preview what would be kept, removed and
+relabelled per split and class; write the cleaned dataset and download it as a zip."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import streamlit as st
+
+from audit.export import FORMATS, ExportRules, export_dataset, preview_export
+from dashboard import context, data
+from dashboard.errors import reported
+from dashboard.widgets import plain
+
+DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024
+RULES = {"decisions": "Reviewed decisions only",
+         "flagged": "Also drop every example flagged by the chosen detectors"}
+
+
+def main() -> None:
+    view = context.require_run()
+    st.title("Export")
+    rules = _rules(view)
+    fmt = st.selectbox("Format", FORMATS, key="export_format")
+    with reported():
+        st.subheader("Preview")
+        st.dataframe(preview_export(view.store, view.dataset_id, rules), hide_index=True)
+    _export(view, rules, fmt)
+
+
+def _rules(view: context.View) -> ExportRules:
+    runs = data.runs(view.store, view.key, view.dataset_id)["id"].astype(int).tolist()
+    _, splits = data.classes_and_splits(view.store, view.key, view.dataset_id)
+    run_id = st.selectbox("Run", runs, index=runs.index(view.run_id), key="export_run",
+                          format_func=lambda r: f"run {r}")
+    chosen_splits = st.multiselect("Splits", splits, default=splits, key="export_splits")
+    rule = st.radio("Rule", list(RULES), format_func=RULES.get, key="export_rule")
+    flagged = rule == "flagged"
+    detectors = st.multiselect("Detectors that count", data.run_detectors(view.store, run_id),
+                               key="export_detectors", disabled=not flagged,
+                               help="None chosen: every detector except near_duplicate")
+    threshold = st.slider("Drop scores below (0 = use each detector's own flag)", 0.0, 1.0, 0.0,
+                          0.01, key="export_threshold", disabled=not flagged)
+    cols = st.columns(3)
+    dedupe = cols[0].checkbox("Keep one of each duplicate set", key="export_dedupe")
+    leakage = cols[1].selectbox("Train/test leaks: drop from", ("keep", "test", "train"),
+                                key="export_leakage")
+    weights = cols[2].checkbox("Write sample weights instead of dropping", key="export_weights")
+    return ExportRules(run_id=run_id, include_flagged=flagged,
+                       detectors=list(detectors) or None if flagged else None,
+                       threshold=threshold if flagged and threshold > 0 else None,
+                       dedupe=dedupe, leakage=leakage, weights=weights,
+                       splits=list(chosen_splits) or None)
+
+
+def _export(view: context.View, rules: ExportRules, fmt: str) -> None:
+    st.subheader("Write")
+    default = Path(view.settings.data_home).resolve() / "exports" / f"dataset-{view.dataset_id}"
+    out_dir = st.text_input("Output folder (new or empty)", value=str(default), key="export_out")
+    overwrite = st.checkbox("Replace a non-empty folder", key="export_overwrite")
+    if st.button("Export", type="primary", key="export_go"):
+        with reported():
+            bar = st.progress(0.0, text="writing")
+            result = export_dataset(view.store, view.settings, view.dataset_id, Path(out_dir), fmt,
+                                    rules, overwrite=overwrite,
+                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+            st.success(result.summary())
+            st.session_state["export_done"] = str(result.out_dir)
+    if "export_done" in st.session_state:
+        _download(Path(st.session_state["export_done"]))
+
+
+def _download(out_dir: Path) -> None:
+    size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
+    if size > DOWNLOAD_LIMIT_BYTES:
+        st.caption(plain(f"The export is {size / 2**20:.0f} MiB; copy it from {out_dir} instead."))
+        return
+    st.download_button("Download as zip", _zipped(out_dir), file_name=f"{out_dir.name}.zip",
+                       mime="application/zip", key="export_download", on_click="ignore")
+
+
+def _zipped(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+main()

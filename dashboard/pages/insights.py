@@ -1,0 +1,132 @@
+"""Insights: the shape of the problems in the chosen run.
+
+Per-detector score histograms with the threshold, issues per class and split, the given vs
+predicted label matrix, the 2-D map of the embeddings (a box or lasso selection opens those
+samples in Explore), and the issue counts of this run against the dataset's other runs.
+"""
+
+from __future__ import annotations
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import context, data
+from dashboard.widgets import chart_text
+
+BINS = 20
+MAP_POINTS = 20_000
+
+
+def main() -> None:
+    view = context.require_run()
+    st.title("Insights")
+    summary = data.detector_summary(view.store, view.run_id)
+    st.dataframe(summary, hide_index=True)
+    _histograms(view, summary)
+    _issues_by_group(view)
+    _label_matrix(view)
+    _embedding_map(view)
+    _run_comparison(view)
+
+
+def _histograms(view: context.View, summary) -> None:
+    st.subheader("Score distributions (lower = more likely a problem)")
+    histograms = data.score_histograms(view.store, view.run_id, BINS)
+    thresholds = dict(zip(summary["detector"], summary["threshold"]))
+    detectors = list(summary["detector"])
+    for start in range(0, len(detectors), 3):
+        for column, detector in zip(st.columns(3), detectors[start:start + 3]):
+            bins = histograms[histograms["detector"] == detector]
+            column.plotly_chart(_histogram(detector, bins, thresholds.get(detector)),
+                                key=f"hist|{detector}")
+
+
+def _histogram(detector: str, bins, threshold) -> go.Figure:
+    figure = go.Figure(go.Bar(x=(bins["bin_start"] + bins["bin_end"]) / 2, y=bins["count"],
+                              width=1 / BINS, marker_color="#4c78a8"))
+    if threshold is not None and threshold == threshold:
+        figure.add_vline(x=float(threshold), line_color="#e45756", line_dash="dash",
+                         annotation_text="flagged below")
+    figure.update_layout(title=detector, height=260, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis_range=[0, 1], showlegend=False)
+    return figure
+
+
+def _issues_by_group(view: context.View) -> None:
+    st.subheader("Issues per class and split")
+    issues = data.issues_by_class_and_split(view.store, view.run_id)
+    if issues.empty:
+        st.caption("No detector flagged anything in this run.")
+        return
+    left, right = st.columns(2)
+    issues["label"] = issues["label"].map(chart_text)
+    by_class = issues.groupby(["label", "detector"], as_index=False)["issues"].sum()
+    left.plotly_chart(px.bar(by_class, x="label", y="issues", color="detector",
+                             title="per class"), key="issues_by_class")
+    by_split = issues.groupby(["split", "detector"], as_index=False)["issues"].sum()
+    right.plotly_chart(px.bar(by_split, x="split", y="issues", color="detector",
+                              title="per split"), key="issues_by_split")
+
+
+def _label_matrix(view: context.View) -> None:
+    st.subheader("Given label vs the probe's prediction")
+    matrix = data.label_matrix(view.store, view.run_id)
+    if matrix.empty:
+        st.caption("This run stored no probe predictions.")
+        return
+    matrix[["given", "predicted"]] = matrix[["given", "predicted"]].map(chart_text)
+    table = matrix.pivot_table(index="given", columns="predicted", values="count", fill_value=0)
+    figure = px.imshow(table, text_auto=True, color_continuous_scale="Blues",
+                       labels=dict(x="predicted", y="given", color="samples"))
+    st.plotly_chart(figure, key="label_matrix")
+
+
+def _embedding_map(view: context.View) -> None:
+    st.subheader("Map of the embeddings")
+    points = data.map_points(view.store, view.run_id, MAP_POINTS)
+    if points.empty:
+        st.caption("This run stored no 2-D map.")
+        return
+    points["label"] = points["label"].map(chart_text)
+    points["flagged"] = points["issue_count"].gt(0).map({True: "flagged", False: "not flagged"})
+    figure = px.scatter(points, x="map_x", y="map_y", color="flagged", custom_data=["sample_id"],
+                        hover_data=["label", "split", "issue_count"],
+                        color_discrete_map={"flagged": "#e45756", "not flagged": "#9ecae9"})
+    figure.update_traces(marker_size=5)
+    event = st.plotly_chart(figure, key="embedding_map", on_select="rerun",
+                            selection_mode=("box", "lasso"))
+    picked = _picked_ids(event)
+    if picked and st.button(f"Show the {len(picked)} selected samples in Explore",
+                            key="map_to_explore", type="primary"):
+        open_in_explore(picked)
+
+
+def _picked_ids(event) -> list[str]:
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    return [str(p["customdata"][0]) for p in points if p.get("customdata")]
+
+
+def open_in_explore(sample_ids: list[str]) -> None:
+    """Hand a set of samples to Explore (shown there until cleared) and go there."""
+    st.session_state["map_selection"] = list(sample_ids)
+    st.switch_page("pages/explore.py")
+
+
+def _run_comparison(view: context.View) -> None:
+    st.subheader("Runs compared")
+    counts = data.run_issue_counts(view.store, view.key, view.dataset_id)
+    runs = sorted(counts["run_id"].unique().tolist())
+    counts["run"] = "run " + counts["run_id"].astype(str)
+    st.plotly_chart(px.bar(counts, x="detector", y="issues", color="run", barmode="group"),
+                    key="run_counts")
+    if len(runs) < 2:
+        st.caption("Rerun the audit (Jobs page) to compare two runs.")
+        return
+    left, right = st.columns(2)
+    first = left.selectbox("First run", runs, index=len(runs) - 2, key="compare_first")
+    second = right.selectbox("Second run", runs, index=len(runs) - 1, key="compare_second")
+    st.dataframe(data.compare_runs(view.store, first, second), hide_index=True)
+
+
+main()

@@ -1,0 +1,45 @@
+"""A live terminal progress bar for one job, until it reaches a final state."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from audit.store import Store
+from audit.store.jobs import FINAL_JOB_STATES
+from jobs.queue import get_job
+
+BAR_WIDTH = 30
+
+
+def follow_job(store: Store, job_id: int, out: TextIO | None = None, poll_s: float = 0.5) -> dict:
+    """Redraw the job's bar on ``out`` (stderr) every ``poll_s`` until it is final; return it."""
+    out = out or sys.stderr
+    started = time.monotonic()
+    redraw = out.isatty()
+    shown = None
+    while True:
+        job = get_job(store, job_id)
+        state = (job["status"], job["progress"], job["message"])
+        if redraw or state != shown:
+            line = progress_line(job, time.monotonic() - started)
+            out.write(("\r" + line.ljust(100)) if redraw else line + "\n")
+            out.flush()
+            shown = state
+        if job["status"] in FINAL_JOB_STATES:
+            if redraw:
+                out.write("\n")
+            return job
+        time.sleep(poll_s)
+
+
+def progress_line(job: dict, elapsed_s: float) -> str:
+    """``job 3 [#####.....]  42.0%  running  embedding 420/1000  01:05``"""
+    fraction = float(job["progress"] or 0.0)
+    filled = int(round(fraction * BAR_WIDTH))
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    message = job["error"] if job["status"] == "failed" else (job["message"] or "")
+    return (f"job {job['id']} [{bar}] {fraction:6.1%}  {job['status']}  {message}  "
+            f"{minutes:02d}:{seconds:02d}")

@@ -1,0 +1,136 @@
+"""The job queue as the CLI and the dashboard see it: enqueue, read, cancel, rerun, recover.
+
+Readers (``list_jobs``, ``get_job``) first fail the jobs whose worker died, so a crash shows up
+the next time anyone looks. Enqueueing starts a detached worker when none is alive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from audit.errors import ConfigError
+from audit.settings import Settings, load_settings
+from audit.store import Store
+from audit.store import jobs as job_store
+from audit.store.datasets import get_dataset
+from audit.store.runs import fail_running_runs_of_job
+from jobs.liveness import HOST, live_worker_pids, pid_alive
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+AUDIT_KIND = "audit"
+
+
+def enqueue_audit(store: Store, settings: Settings, dataset_id: int, config: dict) -> int:
+    """Validate the config, queue an audit of the dataset, make sure a worker runs; job id."""
+    from audit.plan import AuditConfig  # the plan pulls in the model stack: load it on demand
+
+    get_dataset(store, dataset_id)
+    checked = AuditConfig.from_dict(config, settings).to_dict()
+    job_id = job_store.insert_job(store, dataset_id, AUDIT_KIND, checked)
+    job_store.append_log(store, job_id, f"queued audit of dataset {dataset_id}")
+    ensure_worker(settings)
+    return job_id
+
+
+def rerun(store: Store, settings: Settings, job_id: int,
+          config_overrides: dict | None = None) -> int:
+    """Queue a new job with a finished (or any) job's config, changed by the overrides."""
+    job = job_store.get_job(store, job_id)
+    if job["kind"] != AUDIT_KIND:
+        raise ConfigError(f"job {job_id} is a {job['kind']!r} job; only audit jobs can be rerun")
+    config = {**job["config"], **(config_overrides or {})}
+    new_id = enqueue_audit(store, settings, job["dataset_id"], config)
+    job_store.append_log(store, new_id, f"rerun of job {job_id}")
+    return new_id
+
+
+def list_jobs(store: Store, limit: int = 20, settings: Settings | None = None) -> pd.DataFrame:
+    """Recent jobs, newest first (dead workers' jobs are failed first)."""
+    recover_dead_jobs(store, settings)
+    return job_store.list_jobs(store, limit)
+
+
+def get_job(store: Store, job_id: int, settings: Settings | None = None) -> dict:
+    """One job as a dict; ``NotFoundError`` when there is none."""
+    recover_dead_jobs(store, settings)
+    return job_store.get_job(store, job_id)
+
+
+def request_cancel(store: Store, job_id: int) -> str:
+    """queued -> cancelled at once; running -> cancel_requested; final states unchanged."""
+    status = job_store.request_cancel(store, job_id)
+    if status in ("cancelled", "cancel_requested"):
+        job_store.append_log(store, job_id, f"cancel requested: {status}")
+    return status
+
+
+def job_log(store: Store, job_id: int) -> list[str]:
+    """The job's log lines, oldest first, each starting with its time."""
+    job_store.get_job(store, job_id)
+    lines = job_store.log_lines(store, job_id)
+    return [f"{when:%Y-%m-%d %H:%M:%S} {message}" for when, message in lines]
+
+
+# --- crash recovery ------------------------------------------------------------------------
+
+def recover_dead_jobs(store: Store, settings: Settings | None = None) -> list[int]:
+    """Fail running jobs whose worker is gone (stale heartbeat and dead pid); their ids."""
+    stale_after_s = (settings or load_settings()).stale_after_s
+    recovered = []
+    for job in job_store.stale_running_jobs(store, stale_after_s):
+        reason = death_reason(job)
+        if reason and job_store.fail_stale_job(store, job["id"], stale_after_s, reason):
+            fail_running_runs_of_job(store, job["id"], reason)
+            job_store.append_log(store, job["id"], f"failed: {reason}")
+            recovered.append(job["id"])
+    return recovered
+
+
+def death_reason(job: dict) -> str | None:
+    """Why a stale job's worker counts as dead, or None while its pid still runs here."""
+    if job["host"] == HOST and pid_alive(job["pid"]):
+        return None
+    where = "on this host" if job["host"] == HOST else f"on host {job['host']}"
+    return (f"worker pid {job['pid']} {where} stopped without finishing the job "
+            f"(no heartbeat for {job['age_s']:.0f} s); rerun the job")
+
+
+# --- starting workers ----------------------------------------------------------------------
+
+def ensure_worker(settings: Settings) -> int | None:
+    """Start a detached worker unless one is alive on this host; the new pid, or None."""
+    if live_worker_pids(Path(settings.data_home)):
+        return None
+    return start_worker(settings).pid
+
+
+def start_worker(settings: Settings, *args: str) -> subprocess.Popen:
+    """``python -m jobs worker ARGS`` in its own session, logging to data_home/logs."""
+    logs = Path(settings.data_home).resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending = logs / f"worker-starting-{uuid.uuid4().hex}.log"
+    with open(pending, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobs", "worker", *args],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            env=worker_environment(settings), start_new_session=True,
+        )
+    pending.rename(logs / f"worker-{process.pid}.log")
+    return process
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment plus every setting as ``AUDIT_*``, so the worker agrees."""
+    env = dict(os.environ)
+    for field in dataclasses.fields(settings):
+        env[f"AUDIT_{field.name.upper()}"] = str(getattr(settings, field.name))
+    env["AUDIT_DATA_HOME"] = str(Path(settings.data_home).resolve())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env

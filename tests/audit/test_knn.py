@@ -1,0 +1,83 @@
+"""The shared kNN graph: exact against brute force, self excluded, k clipped, IVF recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.embedders import l2_normalise
+from audit.errors import InputError
+from audit.knn import build_knn_graph, drop_self, torch_exact_search
+
+
+def clustered(n: int, dims: int = 16, centres: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dims))
+    return l2_normalise(means[rng.integers(0, centres, n)] + 0.3 * rng.normal(size=(n, dims)))
+
+
+def brute_force(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return order, 1.0 - np.take_along_axis(similarity, order, 1)
+
+
+def test_exact_graph_matches_brute_force_and_excludes_self():
+    vectors = clustered(300)
+    graph = build_knn_graph(vectors, k=7)
+    expected_indices, expected_distances = brute_force(vectors, 7)
+    assert graph.exact is True
+    assert graph.indices.shape == (300, 7) and graph.indices.dtype == np.int64
+    assert not (graph.indices == np.arange(300)[:, None]).any()
+    np.testing.assert_allclose(graph.distances, expected_distances, atol=1e-5)
+    assert (graph.indices == expected_indices).mean() > 0.99   # ties may swap order
+    assert np.all(np.diff(graph.distances, axis=1) >= -1e-6)
+
+
+def test_k_is_clipped_to_n_minus_one():
+    graph = build_knn_graph(clustered(4), k=10)
+    assert graph.indices.shape == (4, 3)
+    assert sorted(graph.indices[0].tolist()) == [1, 2, 3]
+
+
+def test_exact_duplicates_find_each_other_at_distance_zero():
+    vectors = clustered(50)
+    vectors[10] = vectors[20]
+    graph = build_knn_graph(vectors, k=3)
+    assert graph.indices[10, 0] == 20 and graph.indices[20, 0] == 10
+    assert graph.distances[10, 0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_drop_self_when_ties_hide_the_sample_itself():
+    indices = np.array([[1, 2, 0], [1, 0, 2], [0, 1, 3]])   # row 2 lacks itself: drop last
+    similarities = np.array([[1.0, 0.5, 0.4], [1.0, 0.9, 0.1], [1.0, 1.0, 0.2]])
+    kept, sims = drop_self(indices, similarities, 2)
+    assert kept.tolist() == [[1, 2], [0, 2], [0, 1]]
+    assert sims[1].tolist() == [0.9, 0.1]
+
+
+def test_approximate_index_beyond_the_exact_limit_has_high_recall():
+    vectors = clustered(4000, dims=32, centres=20)
+    graph = build_knn_graph(vectors, k=10, exact_limit=1000)
+    exact = build_knn_graph(vectors, k=10)
+    assert graph.exact is False and exact.exact is True
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(graph.indices, exact.indices)])
+    assert recall > 0.9
+    assert not (graph.indices == np.arange(4000)[:, None]).any()
+
+
+def test_chunked_torch_search_equals_faiss(monkeypatch):
+    import audit.knn as knn
+
+    monkeypatch.setattr(knn, "GPU_QUERY_CHUNK", 64)   # several chunks on 200 rows
+    vectors = clustered(200)
+    indices, similarities = torch_exact_search(vectors, 6, "cpu")
+    kept, _ = drop_self(indices, similarities, 5)
+    expected, _ = brute_force(vectors, 5)
+    assert (kept == expected).mean() > 0.99
+
+
+def test_fewer_than_two_samples_is_a_clear_error():
+    with pytest.raises(InputError, match="at least 2 samples"):
+        build_knn_graph(clustered(1), k=5)

@@ -1,0 +1,35 @@
+"""knn_label: neighbour label disagreement on a hand-made graph and on planted flips in blobs."""
+
+import numpy as np
+
+from audit.detectors import REGISTRY
+from audit.detectors.knn_label import knn_label_issues, neighbor_label_shares
+from tests.audit.detector_inputs import blobs, flip, make_inputs, precision_recall, quiet
+
+
+def test_shares_weight_nearer_neighbours_more():
+    labels = np.array([0, 0, 1, 1])
+    indices = np.array([[1, 2], [0, 2], [3, 0], [2, 1]])
+    distances = np.array([[0.1, 0.3], [0.1, 0.2], [0.1, 0.2], [0.1, 0.3]])
+    shares = neighbor_label_shares(labels, indices, distances, 2)
+    scale = np.median(distances)
+    expected = np.exp(-0.1 / scale) / (np.exp(-0.1 / scale) + np.exp(-0.3 / scale))
+    assert np.isclose(shares[0, 0], expected)
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert knn_label_issues(shares, np.array([1, 0, 1, 1]), 0.2).tolist() == [False] * 4
+    flags = knn_label_issues(shares, np.array([0, 0, 1, 0]), 0.5)
+    assert flags.tolist() == [False, False, False, True]
+
+
+def test_planted_flips_in_blobs_are_found():
+    points, true = blobs(per_class=60, classes=3)
+    noisy, flipped = flip(true, 9, 3)
+    inputs = make_inputs(noisy, points)
+    frame = REGISTRY["knn_label"]().score(inputs, {}, quiet)
+    precision, recall = precision_recall(frame["is_issue"].to_numpy(), flipped)
+    assert precision >= 0.9 and recall >= 0.9
+    assert set(np.argsort(frame["score"].to_numpy())[:9]) == set(flipped)
+    detail = frame.iloc[flipped[0]]["details"]
+    assert detail["suggested_label"] == f"class{true[flipped[0]]}"
+    assert len(detail["neighbors"]) == 5 and detail["neighbors"][0] == \
+        inputs.sample_ids[inputs.knn.indices[flipped[0], 0]]

@@ -1,0 +1,39 @@
+"""outlier: cleanlab-style calibration, class Gaussians, and planted far points among blobs."""
+
+import numpy as np
+
+from audit.detectors import REGISTRY
+from audit.detectors.outlier import class_mahalanobis, distance_to_score, outlier_issues
+from audit.embedders import l2_normalise
+from tests.audit.detector_inputs import blobs, make_inputs, precision_recall, quiet
+
+
+def test_distance_to_score_maps_the_median_to_exp_minus_one():
+    scores = distance_to_score(np.array([0.1, 0.2, 0.3, 2.0]))
+    assert np.isclose(scores[1], np.exp(-0.2 / 0.25)) and np.isclose(scores[3], np.exp(-8.0))
+
+
+def test_datalab_rule_flags_only_the_far_value():
+    scores = np.exp(-np.array([1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 6.0]))
+    assert outlier_issues(scores).tolist() == [False] * 6 + [True]
+
+
+def test_class_mahalanobis_is_largest_away_from_every_class():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (50, 3)), rng.normal(8, 1, (50, 3)), [[4, 4, 30]]])
+    labels = np.array([0] * 50 + [1] * 50 + [0])
+    distances = class_mahalanobis(x, labels)
+    assert distances.argmax() == 100 and distances[100] > 3 * np.median(distances)
+
+
+def test_planted_far_points_are_the_outliers():
+    points, labels = blobs(per_class=60, classes=3, dim=16, spread=0.3)
+    far = l2_normalise(np.random.default_rng(5).normal(size=(4, 16)))
+    x = np.concatenate([points, far]).astype(np.float32)
+    all_labels = np.concatenate([labels, [0, 1, 2, 0]])
+    frame = REGISTRY["outlier"]().score(make_inputs(all_labels, x), {}, quiet)
+    planted = np.arange(180, 184)
+    precision, recall = precision_recall(frame["is_issue"].to_numpy(), planted)
+    assert recall == 1.0 and precision >= 0.8
+    assert set(np.argsort(frame["score"].to_numpy())[:4]) == set(planted)
+    assert "far from the rest" in frame.iloc[180]["details"]["reason"]

@@ -1,0 +1,302 @@
+"""The audit plan end to end on real files and a real DuckDB store, with test detectors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from audit.datasets import ingest
+from audit.detectors.base import REGISTRY, Detector, result_frame
+from audit.errors import Cancelled, ConfigError, InputError
+from audit.plan import AuditConfig, detector_order, run_audit
+from audit.store import runs
+from audit.supplied import load_embeddings, load_pred_probs
+
+RED, BLUE = (200, 40, 30), (30, 60, 210)
+FLIPPED = ["r03", "r11", "b07"]
+
+
+class AgreeDetector(Detector):
+    name = "t_agree"
+    requires = frozenset({"knn", "labels"})
+    params = {"threshold": 0.5}
+
+    def score(self, inputs, params, progress):
+        agree = (inputs.labels[inputs.knn.indices] == inputs.labels[:, None]).mean(axis=1)
+        details = [{"agree": a, "neighbours": inputs.knn.indices[i, :2]} for i, a in enumerate(agree)]
+        return result_frame(inputs, agree, agree < params["threshold"], details)
+
+
+class ConfidenceDetector(Detector):
+    name = "t_confidence"
+    requires = frozenset({"pred_probs", "labels"})
+
+    def score(self, inputs, params, progress):
+        own = inputs.pred_probs[np.arange(inputs.n), inputs.labels]
+        return result_frame(inputs, own, own < 0.5)
+
+
+class CombinedDetector(Detector):
+    name = "t_combined"
+    after = ("t_agree", "t_confidence")
+
+    def score(self, inputs, params, progress):
+        agree, own = (inputs.prior_scores[n]["score"].to_numpy() for n in self.after)
+        return result_frame(inputs, np.minimum(agree, own), np.minimum(agree, own) < 0.5)
+
+
+class BoomDetector(Detector):
+    name = "t_boom"
+
+    def score(self, inputs, params, progress):
+        raise RuntimeError("boom on purpose")
+
+
+class CaptionDetector(Detector):
+    name = "t_captions"
+    requires = frozenset({"captions"})
+
+
+TEST_DETECTORS = [AgreeDetector, ConfidenceDetector, CombinedDetector, BoomDetector,
+                  CaptionDetector]
+ALL_TEST = [d.name for d in TEST_DETECTORS]
+
+
+@pytest.fixture(autouse=True)
+def test_detectors(monkeypatch):
+    """Register the test detectors for one test; monkeypatch removes them afterwards."""
+    for detector in TEST_DETECTORS:
+        monkeypatch.setitem(REGISTRY, detector.name, detector)
+
+
+def write_dataset(folder: Path, n_each: int = 15, broken: int = 1, one_class: bool = False,
+                  seed: int = 0) -> Path:
+    """Red and blue noisy squares (labels 'red'/'blue'), three labels flipped, broken files."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for prefix, colour, label in (("r", RED, "red"), ("b", BLUE, "blue")):
+        for i in range(n_each):
+            sample_id = f"{prefix}{i:02d}"
+            pixels = np.clip(np.array(colour) + rng.normal(0, 15, (20, 20, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{sample_id}.png")
+            given = ("blue" if label == "red" else "red") if sample_id in FLIPPED else label
+            rows.append({"id": sample_id, "path": f"{sample_id}.png",
+                         "label": "red" if one_class else given})
+    for i in range(broken):
+        (folder / f"broken{i}.png").write_bytes(b"\x89PNG truncated")
+        rows.append({"id": f"broken{i}", "path": f"broken{i}.png", "label": "red"})
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+@pytest.fixture
+def dataset_id(store, settings, tmp_path) -> int:
+    return ingest(store, write_dataset(tmp_path / "colours"), settings, name="colours")
+
+
+def quick(**overrides) -> dict:
+    return {"detectors": ALL_TEST, "embedder": "pixels", "k": 5, "loader_workers": 0,
+            **overrides}
+
+
+def test_config_defaults_come_from_settings_and_round_trip(settings):
+    config = AuditConfig.from_dict({"k": 7}, settings)
+    assert config.k == 7 and config.folds == settings.folds and config.embedder == "auto"
+    assert set(ALL_TEST) <= set(config.detectors) and config.detectors == sorted(config.detectors)
+    assert AuditConfig.from_dict(config.to_dict(), settings) == config
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"detectors": ["t_agree", "nope"]}, "nope"),
+    ({"embedder": "vit"}, "vit"),
+    ({"device": "tpu"}, "tpu"),
+    ({"k": 0}, "k=0"),
+    ({"folds": 1}, "folds=1"),
+    ({"colour": "red"}, "colour"),
+    ({"params": {"t_agree": {"bogus": 1}}}, "bogus"),
+    ({"params": {"nobody": {}}}, "nobody"),
+])
+def test_config_rejects_bad_values_by_name(settings, overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        AuditConfig.from_dict(overrides, settings)
+
+
+def test_detectors_run_after_what_they_read():
+    order = detector_order(["t_combined", "t_confidence", "t_agree"])
+    assert order.index("t_combined") > max(order.index("t_agree"), order.index("t_confidence"))
+
+
+def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
+    messages, statuses = [], []
+
+    def log(message: str) -> None:
+        messages.append(message)
+        if message.startswith("detector:t_agree took"):
+            statuses.append(runs.get_run(store, run_id_box[0])["status"])
+
+    run_id_box = [max(runs.list_runs(store, dataset_id)["id"], default=0) + 1]
+    fractions = []
+    run_id = run_audit(store, settings, dataset_id, quick(), progress=lambda f, m: fractions.append(f),
+                       log=log)
+    assert run_id == run_id_box[0] and statuses == ["running"]
+    run = runs.get_run(store, run_id)
+    assert run["status"] == "succeeded"
+    skipped = json.loads(run["skipped"])
+    assert "boom on purpose" in skipped["t_boom"] and "captions" in skipped["t_captions"]
+    assert skipped["samples"].startswith("1 of 31 samples")
+    scores = runs.scores_frame(store, run_id)
+    assert sorted(scores["detector"].unique()) == ["t_agree", "t_combined", "t_confidence"]
+    assert (scores.groupby("detector").size() == 30).all()
+    agree = scores[scores["detector"] == "t_agree"].set_index("sample_id")
+    assert set(agree["score"].nsmallest(3).index) == set(FLIPPED)
+    assert json.loads(agree.loc["r03", "details"])["agree"] == agree.loc["r03", "score"]
+    combined = scores[scores["detector"] == "t_combined"].set_index("sample_id")
+    assert set(combined.index[combined["is_issue"]]) == set(FLIPPED)
+    facts = runs.run_samples_frame(store, run_id).set_index("sample_id")
+    assert len(facts) == 30 and set(facts["fold"]) == set(range(5))
+    assert facts.loc[FLIPPED, "predicted_label"].tolist() == ["red", "red", "blue"]
+    assert facts["map_x"].std() > 0
+    assert json.loads(run["model_ids"]) == {"embedder": "pixels-32px-pca64",
+                                            "pred_probs": "logistic-probe-5fold"}
+    assert {"load", "embed", "probe", "knn", "detector:t_agree"} <= set(json.loads(run["timings"]))
+    assert json.loads(run["versions"])["torch"] and run["code_version"]
+    assert any(m.startswith("skipped t_boom: failed: RuntimeError") for m in messages)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_rerun_with_other_params_reuses_cached_embeddings(store, settings, dataset_id):
+    first = run_audit(store, settings, dataset_id, quick(detectors=["t_agree"]))
+    cached = sorted((settings.data_home / "embeddings").rglob("part-*.npy"))
+    second = run_audit(store, settings, dataset_id,
+                       quick(detectors=["t_agree"], params={"t_agree": {"threshold": 0.95}}))
+    assert sorted((settings.data_home / "embeddings").rglob("part-*.npy")) == cached
+    issues = [runs.scores_frame(store, r)["is_issue"].sum() for r in (first, second)]
+    assert second == first + 1 and issues[1] > issues[0]
+
+
+def test_cancel_between_stages_marks_the_run_cancelled(store, settings, dataset_id):
+    polls = []
+    with pytest.raises(Cancelled):
+        run_audit(store, settings, dataset_id, quick(),
+                  should_cancel=lambda: polls.append(1) or len(polls) > 2)
+    listed = runs.list_runs(store, dataset_id)
+    assert listed["status"].tolist() == ["cancelled"]
+    assert runs.scores_frame(store, int(listed["id"].iloc[0])).empty
+
+
+def test_supplied_embeddings_and_pred_probs_replace_the_models(store, settings, dataset_id,
+                                                               tmp_path):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(31, 6))            # one row per sample, broken one included
+    probs = np.full((31, 2), 0.5)
+    probs[[4, 20]] = [[0.96, 0.04], [0.03, 0.97]]    # rows 4 (r04, red) and 20 (b05, blue)
+    np.save(tmp_path / "emb.npy", embeddings)
+    np.save(tmp_path / "probs.npy", probs)
+    run_id = run_audit(store, settings, dataset_id, quick(
+        detectors=["t_confidence"], embeddings_file=str(tmp_path / "emb.npy"),
+        pred_probs_file=str(tmp_path / "probs.npy")))
+    run = runs.get_run(store, run_id)
+    assert json.loads(run["model_ids"]) == {"embedder": "supplied:emb.npy",
+                                            "pred_probs": "supplied:probs.npy"}
+    scores = runs.scores_frame(store, run_id).set_index("sample_id")["score"]
+    # class names sort as ['blue', 'red']: r04 is red (column 1), b05 blue (column 0)
+    assert scores["r04"] == pytest.approx(0.04) and scores["b05"] == pytest.approx(0.03)
+    assert runs.run_samples_frame(store, run_id)["fold"].isna().all()
+
+
+@pytest.mark.parametrize("array, named", [
+    (np.full((31, 2), 0.5).tolist()[:30], "shape (30, 2), expected (31, 2)"),
+    ([[0.5, 0.5]] * 30 + [[np.nan, 0.5]], "NaN or infinite values in 1 row"),
+    ([[0.5, 0.5]] * 30 + [[0.9, 0.5]], "row 30 sums to 1.4000"),
+    ([[0.2, 0.3, 0.5]] * 31, "3 columns but the dataset has 2 classes"),
+    ([[1.5, -0.5]] * 31, "negative value"),
+])
+def test_bad_pred_probs_fail_the_run_with_the_file_named(store, settings, dataset_id, tmp_path,
+                                                         array, named):
+    path = tmp_path / "bad_probs.npy"
+    np.save(path, np.array(array, dtype=np.float64))
+    with pytest.raises(InputError, match="bad_probs.npy") as caught:
+        run_audit(store, settings, dataset_id, quick(pred_probs_file=str(path)))
+    assert named in str(caught.value)
+    run = runs.list_runs(store, dataset_id).iloc[-1]
+    assert run["status"] == "failed" and "bad_probs.npy" in run["error"]
+
+
+def test_supplied_embeddings_are_checked(tmp_path):
+    np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]]))
+    np.save(tmp_path / "zero.npy", np.array([[1.0, 0.0], [0.0, 0.0]]))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="inf.npy: embeddings has NaN or infinite"):
+        load_embeddings(tmp_path / "inf.npy", 2)
+    with pytest.raises(InputError, match="row 1 is all zeros"):
+        load_embeddings(tmp_path / "zero.npy", 2)
+    with pytest.raises(InputError, match="objects.npy: not a readable .npy array without pickle"):
+        load_embeddings(tmp_path / "objects.npy", 1)
+    with pytest.raises(InputError, match="missing.npy: embeddings file not found"):
+        load_embeddings(tmp_path / "missing.npy", 2)
+    np.save(tmp_path / "near.npy", np.array([[0.4999, 0.5]]))
+    np.testing.assert_allclose(load_pred_probs(tmp_path / "near.npy", 1, 2).sum(), 1.0)
+
+
+def test_single_class_dataset_skips_label_checks_with_the_reason(store, settings, tmp_path):
+    dataset = ingest(store, write_dataset(tmp_path / "mono", one_class=True, broken=0), settings)
+    run_id = run_audit(store, settings, dataset, quick(detectors=["t_agree", "t_confidence"]))
+    run = runs.get_run(store, run_id)
+    skipped = json.loads(run["skipped"])
+    assert run["status"] == "succeeded" and "at least two classes" in skipped["pred_probs"]
+    assert "pred_probs" in skipped["t_confidence"]
+    assert (runs.scores_frame(store, run_id)["score"] == 1.0).all()   # everyone agrees
+
+
+def test_tiny_dataset_clips_k_and_folds(store, settings, tmp_path):
+    dataset = ingest(store, write_dataset(tmp_path / "tiny", n_each=2, broken=0), settings)
+    run_id = run_audit(store, settings, dataset, quick(detectors=["t_agree"], k=10, folds=5))
+    run = runs.get_run(store, run_id)
+    assert run["status"] == "succeeded"
+    assert "folds reduced from 5 to 4" in json.loads(run["skipped"])["probe_notes"]
+    details = runs.scores_frame(store, run_id)["details"].map(json.loads)
+    assert details.map(lambda d: len(d["neighbours"])).eq(2).all()
+
+
+def test_all_images_unreadable_is_a_clear_error(store, settings, tmp_path):
+    folder = tmp_path / "broken"
+    write_dataset(folder, n_each=0, broken=3)
+    dataset = ingest(store, folder / "manifest.csv", settings)
+    with pytest.raises(InputError, match="none of its 3 images could be read"):
+        run_audit(store, settings, dataset, quick())
+    assert runs.list_runs(store, dataset)["status"].tolist() == ["failed"]
+
+
+def test_demo_end_to_end_with_every_registered_detector(store, settings, tmp_path):
+    from audit.demo import generate_demo
+
+    manifest, truth_path = generate_demo(tmp_path / "demo", seed=0)
+    truth = json.loads(truth_path.read_text())
+    dataset = ingest(store, manifest, settings, name="demo")
+    real = sorted(set(REGISTRY) - set(ALL_TEST))
+    run_id = run_audit(store, settings, dataset, {"detectors": real, "embedder": "pixels"})
+    run = runs.get_run(store, run_id)
+    skipped = json.loads(run["skipped"])
+    assert run["status"] == "succeeded"
+    scores = runs.scores_frame(store, run_id)
+    written = set(scores["detector"])
+    assert written | {n for n in real if n in skipped} == set(real)
+    assert (scores.groupby("detector").size() == 1827).all()   # 2 unreadable files left out
+    facts = runs.run_samples_frame(store, run_id).set_index("sample_id")
+    flips = pd.Series(truth["label_flip"])
+    frame = pd.read_csv(manifest).set_index("id")
+    disagree = facts.loc[flips.index, "predicted_label"] != frame.loc[flips.index, "label"]
+    assert disagree.mean() > 0.8          # the probe is out-of-sample: it does not learn the flips
+

@@ -1,0 +1,92 @@
+"""The cross-fitted probe: out-of-sample, stratified, seeded, and calm about small classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from audit.embedders import l2_normalise
+from audit.errors import InputError
+from audit.probe import INVERSE_REGULARISATION, cross_fit_probe, stratified_folds
+
+
+def blobs(per_class: int, classes: int = 3, dims: int = 8, noise: float = 0.4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dims)) * 2
+    labels = np.repeat(np.arange(classes), per_class)
+    return l2_normalise(centres[labels] + noise * rng.normal(size=(len(labels), dims))), labels
+
+
+def test_held_out_probabilities_expose_flipped_labels():
+    vectors, labels = blobs(60)
+    flipped = np.array([3, 70, 150])
+    given = labels.copy()
+    given[flipped] = (labels[flipped] + 1) % 3
+    result = cross_fit_probe(vectors, given, 3, folds=5, seed=0)
+    assert result.pred_probs.shape == (180, 3)
+    np.testing.assert_allclose(result.pred_probs.sum(axis=1), 1.0, atol=1e-5)
+    own = result.pred_probs[np.arange(180), given]
+    assert own[flipped].max() < 0.2                      # a model that never saw the flip
+    assert (result.pred_probs.argmax(1) == labels).mean() > 0.97
+
+
+def test_folds_are_stratified_and_seeded():
+    labels = np.repeat([0, 1, 2], [50, 23, 7])
+    folds, n_folds, notes = stratified_folds(labels, 5, seed=1)
+    assert n_folds == 5 and notes == []
+    for label in (0, 1, 2):
+        counts = np.bincount(folds[labels == label], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(folds, stratified_folds(labels, 5, seed=1)[0])
+    assert not np.array_equal(folds, stratified_folds(labels, 5, seed=2)[0])
+
+
+def test_accuracy_matches_sklearn_logistic_regression():
+    vectors, labels = blobs(80, classes=4, noise=1.2, seed=3)
+    result = cross_fit_probe(vectors, labels, 4, folds=5, seed=0)
+    ours = (result.pred_probs.argmax(1) == labels).mean()
+    theirs = []
+    for fold in range(5):
+        train, held = result.folds != fold, result.folds == fold
+        model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=1000).fit(vectors[train], labels[train])
+        theirs.append((model.predict(vectors[held]) == labels[held]).sum())
+    assert ours == pytest.approx(sum(theirs) / len(labels), abs=0.04)
+
+
+def test_a_class_with_one_member_is_noted_not_crashed_on():
+    vectors, labels = blobs(20)
+    labels = np.append(labels, 3)
+    vectors = np.vstack([vectors, vectors[:1]])
+    result = cross_fit_probe(vectors, labels, 4, folds=5)
+    assert result.pred_probs.shape == (61, 4)
+    assert any("3 (1)" in note for note in result.notes)
+    assert result.pred_probs[60, 3] < 0.5               # its fold never saw class 3
+
+
+def test_fewer_samples_than_folds_reduces_folds():
+    vectors, labels = blobs(1)
+    result = cross_fit_probe(vectors, labels, 3, folds=5)
+    assert result.n_folds == 3 and sorted(result.folds.tolist()) == [0, 1, 2]
+    assert "reduced from 5 to 3" in result.notes[0]
+
+
+def test_single_class_and_single_sample_are_clear_errors():
+    vectors, _ = blobs(10, classes=1)
+    with pytest.raises(InputError, match="at least two classes"):
+        cross_fit_probe(vectors, np.zeros(10, dtype=int), 1)
+    with pytest.raises(InputError, match="at least 2 samples"):
+        stratified_folds(np.array([0]), 5, 0)
+
+
+def test_large_folds_train_on_a_sample_that_keeps_every_class(monkeypatch):
+    import audit.probe as probe
+
+    monkeypatch.setattr(probe, "MAX_TRAIN_ROWS", 40)
+    vectors, labels = blobs(30, classes=4)
+    labels[0] = 3                                       # class 0 keeps 29 members
+    result = cross_fit_probe(vectors, labels, 4, folds=3)
+    assert "random sample of 40 rows" in result.notes[-1]
+    rows = probe.training_rows(np.arange(100), labels, np.random.default_rng(0))
+    assert len(rows) == 40 and set(labels[rows]) == {0, 1, 2, 3}
+    assert (result.pred_probs.argmax(1) == labels).mean() > 0.9

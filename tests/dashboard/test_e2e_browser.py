@@ -1,0 +1,100 @@
+"""End to end in a real browser: ``python -m audit serve`` on a free loopback port, Debian's
+headless Chromium driven by Playwright, a decision made in the page, checked in the store."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from audit.store import Store
+from audit.store.explore import ExploreFilters, explore_page
+from audit.store.flags import decision_log
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+START_TIMEOUT_S = 60
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the dashboard server exited while starting"
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the dashboard did not answer at {url} within {START_TIMEOUT_S} s")
+
+
+@pytest.fixture
+def served(demo_store_template, tmp_path):
+    """The scored demo served by ``python -m audit serve`` in its own process group."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(demo_store_template["db"], home / "audit.duckdb")
+    port = _free_port()
+    env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
+               PYTHONPATH=str(PROJECT_ROOT))
+    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--port", str(port)],
+                              cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(url, server)
+        yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the CLI and the streamlit child it started
+        server.wait(timeout=20)
+
+
+def test_decide_in_the_browser_lands_in_the_store(served):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(served["url"], wait_until="domcontentloaded")
+            expect(page.get_by_text("matching samples")).to_be_visible(timeout=60_000)
+            expect(page.locator("img").first).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "explore.png"))
+            main = page.get_by_test_id("stMain")  # the page itself, not the sidebar
+            main.get_by_role("button", name="Details", exact=True).first.click()
+            expect(page.get_by_text("Decision history")).to_be_visible(timeout=30_000)
+            sample_id = main.get_by_text("id: ").first.inner_text().removeprefix("id: ")
+            main.get_by_role("button", name=re.compile(r"^Remove")).click()  # + its shortcut hint
+            expect(page.get_by_text("remove recorded")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "example.png"))
+        finally:
+            browser.close()
+    log = decision_log(served["store"], served["dataset_id"])
+    assert log[["sample_id", "action"]].values.tolist() == [[sample_id, "remove"]]
+    first_card = explore_page(served["store"], served["dataset_id"], served["run_id"],
+                              ExploreFilters(flagged_only=True), page_size=1).rows
+    assert first_card["sample_id"].tolist() == [sample_id]  # the page opened Explore's first card
