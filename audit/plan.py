@@ -170,7 +170,8 @@ class AuditRun:
         self.store, self.settings, self.config, self.run_id = store, settings, config, run_id
         self._progress, self._should_cancel, self._log = progress, should_cancel, log
         self.timings: dict[str, float] = {}
-        self.skipped: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}     # detector -> why it did not run
+        self.notes: dict[str, str] = {}       # stage -> what the user should know about it
         self.model_ids: dict[str, str] = {}
         self.device, self.clip, self.folds = "cpu", None, None
 
@@ -195,6 +196,10 @@ class AuditRun:
     def skip(self, name: str, reason: str) -> None:
         self.skipped[name] = reason
         self.log(f"skipped {name}: {reason}")
+
+    def note(self, stage: str, message: str) -> None:
+        self.notes[stage] = message
+        self.log(f"{stage}: {message}")
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -227,7 +232,7 @@ class AuditRun:
         frame = dataset_store.samples_frame(self.store, dataset.id)
         table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name)
         if table.unreadable:
-            self.skip("samples", f"{table.unreadable} of {table.total} samples have unreadable "
+            self.note("samples", f"{table.unreadable} of {table.total} samples have unreadable "
                                  "images (see their load errors) and are not scored")
         return table
 
@@ -264,7 +269,7 @@ class AuditRun:
         embedder, note = make_embedder(self.config.embedder, self.embed_context(),
                                        self.config.clip_model, self.config.clip_pretrained)
         if note:
-            self.skip("clip", note)
+            self.note("clip", note)
         self.log(f"embedding {table.n:,} images with {embedder.model_id}")
         result = embedder.embed(ImageRows(table.paths, table.sha256, table.labels),
                                 self.stage_progress("embed"), self._should_cancel)
@@ -278,7 +283,7 @@ class AuditRun:
     def drop_failed(self, table: "SampleTable", failed: dict[int, str]) -> "SampleTable":
         if failed:
             first = next(iter(failed.values()))
-            self.skip("embedding", f"{len(failed)} image(s) failed to decode while embedding and "
+            self.note("embedding", f"{len(failed)} image(s) failed to decode while embedding and "
                                    f"are not scored; first: {first}")
         return table.without(sorted(failed))
 
@@ -287,12 +292,12 @@ class AuditRun:
         if not any("clip" in registry()[n].requires for n in self.config.detectors):
             return None
         clip = embedder_clip
-        if clip is None and "clip" not in self.skipped:
+        if clip is None and "clip" not in self.notes:
             clip = self.load_clip_quietly()
         if clip is None:
             return None
         if not clip.pretrained:
-            self.skip("clip", f"{clip.model_id} has random weights, not pretrained ones")
+            self.note("clip", f"{clip.model_id} has random weights, not pretrained ones")
             return None
         clip.image_embeddings = vectors if clip is embedder_clip else self.clip_images(clip, table)
         self.model_ids["clip"] = clip.model_id
@@ -315,7 +320,7 @@ class AuditRun:
         try:
             return load_clip(self.config.clip_model, self.config.clip_pretrained, self.device)
         except ModelUnavailableError as exc:
-            self.skip("clip", str(exc))
+            self.note("clip", str(exc))
             return None
 
     def pred_probs(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
@@ -336,12 +341,10 @@ class AuditRun:
             result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
                                      self.config.folds, self.config.seed, self.device)
         except InputError as exc:
-            self.skip("pred_probs", str(exc))
+            self.note("pred_probs", str(exc))
             return None
-        for note in result.notes:
-            self.log(f"probe: {note}")
         if result.notes:
-            self.skipped["probe_notes"] = "; ".join(result.notes)
+            self.note("probe", "; ".join(result.notes))
         self.folds = result.folds
         self.model_ids["pred_probs"] = f"logistic-probe-{result.n_folds}fold"
         return result.pred_probs
@@ -353,7 +356,7 @@ class AuditRun:
         try:
             graph = build_knn_graph(embeddings, self.config.k, self.device, seed=self.config.seed)
         except InputError as exc:
-            self.skip("knn", str(exc))
+            self.note("knn", str(exc))
             return None
         self.log(f"kNN graph: k={graph.indices.shape[1]}, "
                  f"{'exact' if graph.exact else 'approximate (IVF)'} search")
@@ -402,7 +405,8 @@ class AuditRun:
     def finish(self, status: str, error: str | None = None) -> None:
         run_store.finish_run(self.store, self.run_id, status, model_ids=self.model_ids,
                              versions=package_versions(), code_version=audit.__version__,
-                             timings=self.timings, skipped=self.skipped, error=error)
+                             timings=self.timings, skipped=self.skipped, notes=self.notes,
+                             error=error)
         self.log(f"run {self.run_id} {status}" + (f": {error}" if error else ""))
 
 

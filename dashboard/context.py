@@ -8,6 +8,7 @@ reruns on its own (a fragment, or AppTest, which reruns only the page after the 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import streamlit as st
 
@@ -78,6 +79,18 @@ def sidebar_pickers() -> None:
     st.sidebar.selectbox("Run", list(labels), format_func=labels.get,
                          key=_run_key(current.dataset_id), index=list(labels).index(current.run_id),
                          persist_state="session")
+    _run_notes(runs.set_index("id").loc[view().run_id])
+
+
+def _run_notes(run) -> None:
+    """Which detectors this run skipped and why, and what its stages noted, as plain text."""
+    skipped = json.loads(run["skipped"] or "{}")
+    notes = json.loads(run["notes"] or "{}")
+    if not skipped and not notes:
+        return
+    with st.sidebar.expander(f"About this run ({len(skipped)} detector(s) skipped)"):
+        for name, reason in {**skipped, **notes}.items():
+            st.text(f"{name}: {reason}")
 
 
 def require_run() -> View:

@@ -94,7 +94,7 @@ class ClipModel:
     @property
     def logit_scale(self) -> float:
         """CLIP's learned temperature (about 100 for trained models)."""
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     @property
     def embed_dim(self) -> int:
@@ -245,8 +245,9 @@ def _build(open_clip, model_name: str, pretrained: str | None, device: str, mode
            is_pretrained: bool, extra: dict) -> ClipModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random-weight models are deterministic, so their cache is valid
+        # weights_only=True: a checkpoint file is data, never code (open_clip's default, pinned here)
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=pretrained, device=device, **extra)
+            model_name, pretrained=pretrained, device=device, weights_only=True, **extra)
     tokenizer = open_clip.get_tokenizer(model_name)
     return ClipModel(model, preprocess, tokenizer, model_id, is_pretrained, device)
 

@@ -305,10 +305,10 @@ def dataset_labels(store: Store, dataset_id: int) -> tuple[list[str], list[str]]
 
 
 def finished_runs(store: Store, dataset_id: int) -> pd.DataFrame:
-    """Succeeded runs of a dataset, newest first: id, started_at, finished_at, config."""
+    """Succeeded runs of a dataset, newest first: id, times, config, skipped detectors, notes."""
     with store.transaction() as con:
         return con.execute(
-            "SELECT id, started_at, finished_at, config, skipped FROM runs "
+            "SELECT id, started_at, finished_at, config, skipped, notes FROM runs "
             "WHERE dataset_id = ? AND status = 'succeeded' ORDER BY id DESC",
             [dataset_id],
         ).df()

@@ -158,6 +158,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- What a run's stages want the user to know (unreadable samples, probe folds reduced,
+        -- no pretrained CLIP ...), apart from `skipped`, which names detectors only.
+        ALTER TABLE runs ADD COLUMN notes VARCHAR;
+        """,
+    ),
 ]
 
 

@@ -153,9 +153,10 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     assert run_id == run_id_box[0] and statuses == ["running"]
     run = runs.get_run(store, run_id)
     assert run["status"] == "succeeded"
-    skipped = json.loads(run["skipped"])
+    skipped, notes = json.loads(run["skipped"]), json.loads(run["notes"])
     assert "boom on purpose" in skipped["t_boom"] and "captions" in skipped["t_captions"]
-    assert skipped["samples"].startswith("1 of 31 samples")
+    assert notes["samples"].startswith("1 of 31 samples")
+    assert "samples" not in skipped
     scores = runs.scores_frame(store, run_id)
     assert sorted(scores["detector"].unique()) == ["t_agree", "t_combined", "t_confidence"]
     assert (scores.groupby("detector").size() == 30).all()
@@ -255,7 +256,7 @@ def test_single_class_dataset_skips_label_checks_with_the_reason(store, settings
     run_id = run_audit(store, settings, dataset, quick(detectors=["t_agree", "t_confidence"]))
     run = runs.get_run(store, run_id)
     skipped = json.loads(run["skipped"])
-    assert run["status"] == "succeeded" and "at least two classes" in skipped["pred_probs"]
+    assert run["status"] == "succeeded" and "at least two classes" in json.loads(run["notes"])["pred_probs"]
     assert "pred_probs" in skipped["t_confidence"]
     assert (runs.scores_frame(store, run_id)["score"] == 1.0).all()   # everyone agrees
 
@@ -265,7 +266,7 @@ def test_tiny_dataset_clips_k_and_folds(store, settings, tmp_path):
     run_id = run_audit(store, settings, dataset, quick(detectors=["t_agree"], k=10, folds=5))
     run = runs.get_run(store, run_id)
     assert run["status"] == "succeeded"
-    assert "folds reduced from 5 to 4" in json.loads(run["skipped"])["probe_notes"]
+    assert "folds reduced from 5 to 4" in json.loads(run["notes"])["probe"]
     details = runs.scores_frame(store, run_id)["details"].map(json.loads)
     assert details.map(lambda d: len(d["neighbours"])).eq(2).all()
 

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 # detector -> (minimum F1, minimum AUROC) with the pixels embedder; measured values in the docs.
 DEMO_FLOORS = {"label_issue": (0.7, 0.95), "knn_label": (0.7, 0.95),
                "training_dynamics": (0.75, 0.95), "overall": (0.85, 0.98),
-               "outlier": (0.8, 0.97), "image_quality": (0.6, 0.95)}
+               "outlier": (0.8, 0.97), "near_duplicate": (0.8, 0.97),
+               "image_quality": (0.6, 0.95)}
 
 
 @pytest.fixture(scope="module")

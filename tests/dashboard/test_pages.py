@@ -51,6 +51,14 @@ def test_explore_opens_on_flagged_samples_with_images(app, app_home):
     assert "label_issue" in app.selectbox(key="f_detector").options
 
 
+def test_sidebar_says_which_detectors_the_run_skipped_and_why(app):
+    expander = next(e for e in app.sidebar.expander if "skipped" in e.label)
+    assert expander.label == "About this run (1 detector(s) skipped)"
+    assert [t.value for t in expander.text] == [
+        "vl_consistency: needs clip, which this run does not have",
+        "samples: 2 of 1829 samples have unreadable images"]
+
+
 def test_explore_filters_narrow_the_grid(app, app_home):
     flips = app_home["truth"]["label_flip"]
     _ok(app.selectbox(key="f_detector").set_value("label_issue").run())
