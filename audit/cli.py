@@ -122,7 +122,7 @@ def _run(args, settings: Settings) -> int:
     config = AuditConfig.from_dict(_config_overrides(args), settings)
     job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
     print(f"queued job {job_id} for dataset {dataset.name!r}")
-    return _wait(store, job_id) if args.wait else 0
+    return _wait(store, settings, job_id) if args.wait else 0
 
 
 def _config_overrides(args) -> dict:
@@ -137,10 +137,10 @@ def _config_overrides(args) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _wait(store: Store, job_id: int) -> int:
+def _wait(store: Store, settings: Settings, job_id: int) -> int:
     from jobs.follow import follow_job
 
-    job = follow_job(store, job_id)
+    job = follow_job(store, job_id, settings=settings)
     if job["status"] == "succeeded":
         print(f"job {job_id} succeeded: run {job['run_id']}")
         return 0
@@ -282,7 +282,7 @@ def _demo(args, settings: Settings) -> int:
     config = AuditConfig.from_dict({}, settings)
     job_id = enqueue_audit(store, settings, dataset_id, config.to_dict())
     print(f"auditing the demo in the background (job {job_id})")
-    status = _wait(store, job_id)
+    status = _wait(store, settings, job_id)
     if status != 0 or args.no_serve:
         return status
     return serve(settings, settings.host, args.port or settings.port)

@@ -6,21 +6,31 @@ import sys
 import time
 from typing import TextIO
 
+from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store.jobs import FINAL_JOB_STATES
-from jobs.queue import get_job
+from jobs.queue import ensure_worker, get_job
 
 BAR_WIDTH = 30
+WORKER_CHECK_S = 5.0
 
 
-def follow_job(store: Store, job_id: int, out: TextIO | None = None, poll_s: float = 0.5) -> dict:
-    """Redraw the job's bar on ``out`` (stderr) every ``poll_s`` until it is final; return it."""
+def follow_job(store: Store, job_id: int, out: TextIO | None = None, poll_s: float = 0.5,
+               settings: Settings | None = None) -> dict:
+    """Redraw the job's bar on ``out`` (stderr) every ``poll_s`` until it is final; return it.
+
+    While the job waits in the queue, a worker is started every ``WORKER_CHECK_S`` if none is
+    alive (one that died before claiming it would otherwise leave this waiting for ever)."""
+    settings = settings or load_settings()
     out = out or sys.stderr
-    started = time.monotonic()
+    started = checked = time.monotonic()
     redraw = out.isatty()
     shown = None
     while True:
-        job = get_job(store, job_id)
+        job = get_job(store, job_id, settings)
+        if job["status"] == "queued" and time.monotonic() - checked >= WORKER_CHECK_S:
+            ensure_worker(settings)
+            checked = time.monotonic()
         state = (job["status"], job["progress"], job["message"])
         if redraw or state != shown:
             line = progress_line(job, time.monotonic() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from audit.settings import load_settings  # noqa: E402
 from audit.store import Store  # noqa: E402
+from jobs.liveness import live_worker_pids  # noqa: E402
 
 
 @pytest.fixture
@@ -41,3 +43,33 @@ def subprocess_env(data_home: Path) -> dict:
     env = dict(os.environ, AUDIT_DATA_HOME=str(data_home), PYTHONPATH=str(PROJECT_ROOT))
     env.pop("AUDIT_CONFIG", None)
     return env
+
+
+@pytest.fixture(autouse=True)
+def kill_detached_workers(request):
+    """Workers started by ``ensure_worker`` log to logs/worker-<pid>.log: kill each one left.
+    Only tests with a temp data home can start one."""
+    if "data_home" not in request.fixturenames:
+        yield
+        return
+    data_home = request.getfixturevalue("data_home")
+    yield
+    pids = {int(p.stem.split("-")[1]) for p in (data_home / "logs").glob("worker-[0-9]*.log")}
+    for pid in sorted(pids | set(live_worker_pids(data_home)) - {os.getpid()}):
+        if _is_worker_process(pid):
+            kill_group(pid)
+
+
+def _is_worker_process(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    return b"jobs" in command and b"worker" in command
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return  # already gone

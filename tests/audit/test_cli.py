@@ -72,3 +72,22 @@ def test_unknown_dataset_for_run_is_a_user_error(subprocess_env) -> None:
     result = _cli(subprocess_env, "run", "missing")
     assert result.returncode == 2
     assert "no dataset 'missing'" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_without_serving_audits_in_the_background_and_exits_0(subprocess_env, store,
+                                                                   settings) -> None:
+    from audit.store.datasets import get_dataset
+    from audit.store.runs import latest_finished_run, scores_frame
+
+    result = _cli(subprocess_env, "demo", "--no-serve", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "auditing the demo in the background (job 1)" in result.stdout
+    assert "job 1 succeeded: run 1" in result.stdout
+    bars = [line for line in result.stderr.splitlines() if line.startswith("job 1 [")]
+    assert len(bars) >= 3 and "100.0%  succeeded" in bars[-1]  # a live progress bar
+    run_id = latest_finished_run(store, get_dataset(store, "demo").id)
+    scores = scores_frame(store, run_id)
+    assert scores.groupby("detector").size().min() == 1827  # every decodable demo image scored
+    assert {"label_issue", "overall", "outlier", "near_duplicate"} <= set(scores["detector"])
+    assert (settings.demo_dir / "truth.json").is_file()

@@ -3,8 +3,6 @@ killed at teardown so no test leaves one running."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from PIL import Image
 
 from audit.datasets import ingest
-from jobs.liveness import live_worker_pids
+from tests.conftest import kill_group as _kill_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,31 +58,6 @@ def spawn_worker(subprocess_env, data_home):
     for process in started:
         _kill_group(process.pid)
         process.wait(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def kill_detached_workers(data_home):
-    """Workers started by ``ensure_worker`` log to logs/worker-<pid>.log: kill each one left."""
-    yield
-    pids = {int(p.stem.split("-")[1]) for p in (data_home / "logs").glob("worker-[0-9]*.log")}
-    for pid in sorted(pids | set(live_worker_pids(data_home)) - {os.getpid()}):
-        if _is_worker_process(pid):
-            _kill_group(pid)
-
-
-def _is_worker_process(pid: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    return b"jobs" in command and b"worker" in command
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def worker_log(data_home: Path) -> str:

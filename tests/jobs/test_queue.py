@@ -83,7 +83,7 @@ def test_enqueue_starts_a_detached_worker_that_runs_the_audit(store, settings, m
     assert len(log_files) == 1
     worker_pid = int(log_files[0].stem.split("-")[1])
     assert os.getsid(worker_pid) == worker_pid != os.getsid(0)     # its own session
-    job = follow_job(store, job_id, poll_s=0.2)
+    job = follow_job(store, job_id, poll_s=0.2, settings=settings)
     assert job["status"] == "succeeded", job["error"]
     assert (job["worker_pid"], job["device"], job["progress"]) == (worker_pid, "cpu", 1.0)
     bar = capsys.readouterr().err.splitlines()
@@ -91,3 +91,19 @@ def test_enqueue_starts_a_detached_worker_that_runs_the_audit(store, settings, m
     log = "\n".join(job_log(store, job_id))
     assert "embed took" in log and "detector:outlier took" in log and "succeeded" in log
     assert ensure_worker(settings) is None                   # the idle worker is still alive
+
+
+@pytest.mark.slow
+def test_follow_starts_a_worker_when_the_queued_job_has_none(store, settings, make_dataset,
+                                                             data_home, monkeypatch, capsys):
+    """A worker that died before claiming the job must not leave `run --wait` hanging."""
+    from audit.store import jobs as job_store
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    job_id = job_store.insert_job(store, make_dataset(), "audit", FAST_AUDIT)  # no worker started
+    assert live_worker_pids(data_home) == []
+    started = time.monotonic()
+    job = follow_job(store, job_id, poll_s=0.2, settings=settings)
+    assert job["status"] == "succeeded", job["error"]
+    assert time.monotonic() - started >= 5.0       # waited one check interval, then started one
+    assert len(list((data_home / "logs").glob("worker-*.log"))) == 1

@@ -116,7 +116,7 @@ def test_a_killed_workers_job_fails_in_bounded_time_and_a_rerun_succeeds(
     assert list(killed_runs["status"]) == ["failed"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     again = rerun(store, settings, job_id, {"embedder": "pixels"})  # starts a detached worker
-    final = follow_job(store, again, poll_s=0.2)
+    final = follow_job(store, again, poll_s=0.2, settings=settings)
     assert final["status"] == "succeeded", final["error"]
     assert latest_finished_run(store, dataset_id) == final["run_id"]
     runs = list_runs(store, dataset_id).set_index("job_id")["status"].to_dict()
