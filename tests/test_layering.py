@@ -26,20 +26,8 @@ def _modules_of(package: str) -> list[str]:
     return names
 
 
-def _imported_after(modules: list[str]) -> set[str]:
-    script = (
-        "import sys, json, importlib\n"
-        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def _full_names_after(modules: list[str]) -> set[str]:
+    """Every module name loaded in a fresh interpreter after importing ``modules``."""
     script = (
         "import sys, json, importlib\n"
         f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
@@ -50,6 +38,11 @@ def _full_names_after(modules: list[str]) -> set[str]:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _imported_after(modules: list[str]) -> set[str]:
+    """Top-level packages loaded after importing ``modules``."""
+    return {name.split(".")[0] for name in _full_names_after(modules)}
 
 
 def test_audit_never_imports_streamlit_and_only_its_cli_imports_jobs() -> None:

@@ -247,3 +247,28 @@ def test_export_preview_counts_decisions_and_flag_rule(app, app_home):
     flips = len(app_home["truth"]["label_flip"])
     # every flagged flip is dropped (d0012 among them), except d0068 that a person relabelled
     assert flagged["removed"].sum() == flips - 1 and flagged["relabelled"].sum() == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "imagefolder"])
+def test_export_page_writes_the_cleaned_dataset(app, app_home, tmp_path, fmt):
+    import json
+
+    from audit.store.exports import list_exports
+
+    store, dataset_id = app_home["store"], app_home["dataset_id"]
+    record_decisions(store, dataset_id, [Decision("d0012", "remove"),
+                                         Decision("d0068", "relabel", "four")])
+    at = _ok(app.switch_page("pages/export.py").run())
+    _ok(at.selectbox(key="export_format").set_value(fmt).run())
+    preview = at.dataframe[0].value
+    out = tmp_path / f"cleaned-{fmt}"
+    at.text_input(key="export_out").input(str(out))
+    _ok(at.button(key="export_go").click().run())
+    provenance = json.loads((out / "sieve_export.json").read_text())
+    assert provenance["format"] == fmt
+    assert provenance["counts"]["total"] == {"before": int(preview["before"].sum()), "removed": 1,
+                                             "relabelled": 1, "after": int(preview["after"].sum())}
+    assert {c["sample_id"] for c in provenance["changed"]} == {"d0012", "d0068"}
+    written = list_exports(store, dataset_id)
+    assert len(written) == 1 and written.iloc[0]["format"] == fmt
+    assert at.get("download_button")  # the zip is offered
