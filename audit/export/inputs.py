@@ -18,7 +18,7 @@ from audit.store import Store
 from audit.store.datasets import DatasetRecord, get_dataset, samples_frame
 from audit.store.exports import (
     DUPLICATE_DETECTOR, SUGGESTING_DETECTOR, detector_flags, duplicate_sets, label_suggestions,
-    run_detectors, run_status,
+    run_detectors,
 )
 from audit.store.flags import current_decisions
 from audit.store.runs import get_run, latest_finished_run
@@ -75,14 +75,23 @@ def _resolve_run(store: Store, dataset: DatasetRecord, rules: ExportRules) -> in
                 "decisions only"
             )
         return run_id
-    found = run_status(store, rules.run_id)
-    if found is None or found[0] != dataset.id:
-        raise NotFoundError(f"dataset {dataset.name!r} has no run {rules.run_id}; "
-                            "see its runs with `python -m audit jobs`")
-    if found[1] != "succeeded":
-        raise ConfigError(f"run {rules.run_id} is {found[1]}, not succeeded; choose a finished "
-                          "run or leave the run out to use the latest")
+    run = _run_of(store, dataset, rules.run_id)
+    if run["status"] != "succeeded":
+        raise ConfigError(f"run {rules.run_id} is {run['status']}, not succeeded; choose a "
+                          "finished run or leave the run out to use the latest")
     return rules.run_id
+
+
+def _run_of(store: Store, dataset: DatasetRecord, run_id: int) -> dict:
+    missing = NotFoundError(f"dataset {dataset.name!r} has no run {run_id}; "
+                            "see its runs with `python -m audit jobs`")
+    try:
+        run = get_run(store, run_id)
+    except NotFoundError as exc:
+        raise missing from exc
+    if run["dataset_id"] != dataset.id:
+        raise missing
+    return run
 
 
 def _resolve_detectors(store: Store, run_id: int, rules: ExportRules) -> list[str]:

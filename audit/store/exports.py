@@ -40,13 +40,6 @@ def list_exports(store: Store, dataset_id: int) -> pd.DataFrame:
         ).df()
 
 
-def run_status(store: Store, run_id: int) -> tuple[int, str] | None:
-    """(dataset_id, status) of a run, or None when there is no such run."""
-    with store.transaction() as con:
-        row = con.execute("SELECT dataset_id, status FROM runs WHERE id = ?", [run_id]).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))
-
-
 def run_detectors(store: Store, run_id: int) -> list[str]:
     """The detectors that wrote scores in a run, sorted."""
     with store.transaction() as con:
