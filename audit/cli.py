@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import AuditError
 from audit.settings import Settings, load_settings
 from audit.store import Store
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sieve: find and fix bad examples in an image dataset.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_ingest, _add_datasets, _add_run, _add_jobs, _add_cancel, _add_export,
-                _add_serve, _add_demo):
+    for add in (_add_ingest, _add_datasets, _add_run, _add_order, _add_jobs, _add_cancel,
+                _add_export, _add_serve, _add_demo):
         add(commands)
     return parser
 
@@ -98,7 +99,11 @@ def _add_run(commands) -> None:
                               "Options left out take their values from the settings.")
     cmd.add_argument("dataset", help="dataset name or id")
     cmd.add_argument("--detectors", help="comma-separated detector names (default: all)")
-    cmd.add_argument("--embedder", help="auto, clip, pixels or cnn")
+    cmd.add_argument("--embedder", choices=EMBEDDER_CHOICES,
+                     help="auto (CLIP if its weights load, else imagenet), clip, imagenet, "
+                          "pixels or cnn")
+    cmd.add_argument("--probe", help="the cross-fitted probe that gives pred_probs: mlp "
+                                     "(default) or logistic")
     cmd.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-32")
     cmd.add_argument("--clip-pretrained", help="open_clip pretrained tag or a checkpoint path")
     cmd.add_argument("--device", help="auto, cuda or cpu")
@@ -106,7 +111,10 @@ def _add_run(commands) -> None:
     cmd.add_argument("--folds", type=int, help="cross-fitting folds")
     cmd.add_argument("--seed", type=int, help="random seed")
     cmd.add_argument("--embeddings", type=Path, help=".npy of embeddings aligned to the samples")
-    cmd.add_argument("--pred-probs", type=Path, help=".npy of out-of-sample predicted probabilities")
+    cmd.add_argument("--pred-probs", type=Path,
+                     help=".npy of out-of-sample predicted probabilities (rows and columns in "
+                          "the order `python -m audit order` writes)")
+    _add_class_order(cmd)
     cmd.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     cmd.set_defaults(handler=_run)
 
@@ -130,11 +138,52 @@ def _config_overrides(args) -> dict:
         "detectors": args.detectors.split(",") if args.detectors else None,
         "embedder": args.embedder, "clip_model": args.clip_model,
         "clip_pretrained": args.clip_pretrained, "device": args.device, "k": args.k,
-        "folds": args.folds, "seed": args.seed,
+        "folds": args.folds, "seed": args.seed, "probe": args.probe,
         "embeddings_file": str(args.embeddings.resolve()) if args.embeddings else None,
         "pred_probs_file": str(args.pred_probs.resolve()) if args.pred_probs else None,
+        "class_order": _class_order(args),
     }
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _add_class_order(cmd) -> None:
+    cmd.add_argument("--class-order", metavar="FILE_OR_LIST",
+                     help="the pred_probs column order: a .txt with one class per line, or a "
+                          "comma-separated list (default: numeric labels by value, others "
+                          "alphabetically)")
+
+
+def _class_order(args) -> list[str] | None:
+    from audit.classes import parse_class_order
+
+    return parse_class_order(args.class_order) if args.class_order else None
+
+
+def _add_order(commands) -> None:
+    cmd = commands.add_parser("order", help="write the row and column order of supplied arrays",
+                              description="Write DIR/sample_order.csv (row i of a supplied .npy "
+                              "is the sample with row_index i) and DIR/class_order.txt (column k "
+                              "of pred_probs is the class on line k+1).")
+    cmd.add_argument("dataset", help="dataset name or id")
+    cmd.add_argument("--out", type=Path, required=True, help="folder to write the two files in")
+    _add_class_order(cmd)
+    cmd.set_defaults(handler=_order)
+
+
+def _order(args, settings: Settings) -> int:
+    from audit.classes import class_order
+    from audit.store.datasets import get_dataset, samples_frame
+    from audit.supplied import write_order_files
+
+    store = Store.from_settings(settings)
+    dataset = get_dataset(store, args.dataset)
+    samples = samples_frame(store, dataset.id)
+    classes = class_order(samples["label"], _class_order(args))
+    for path in write_order_files(samples, classes, args.out):
+        print(f"wrote {path}")
+    print(f"{dataset.name!r}: {len(samples)} rows, {len(classes)} classes "
+          "(a supplied .npy has one row per sample in this order)")
+    return 0
 
 
 def _wait(store: Store, settings: Settings, job_id: int) -> int:

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 import audit
+from audit.classes import check_order_names, class_order
+from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.settings import Settings
 from audit.store import Store
@@ -37,10 +39,10 @@ from audit.store import runs as run_store
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 Log = Callable[[str], None]
-EMBEDDERS = ("auto", "clip", "pixels", "cnn")
 DEVICES = ("auto", "cuda", "cpu")
 VERSIONED_PACKAGES = ("numpy", "torch", "open_clip_torch", "cleanlab", "faiss-cpu",
                       "scikit-learn", "pandas", "duckdb")
+EMBEDDING_NEEDS = frozenset({"embeddings", "knn", "clip"})   # detector needs met by embedding
 # Stage -> (start, end) share of the progress bar.
 PROGRESS_SPAN = {"load": (0.0, 0.02), "embed": (0.02, 0.5), "probe": (0.5, 0.6),
                  "knn": (0.6, 0.65), "detectors": (0.65, 0.97), "write": (0.97, 1.0)}
@@ -67,11 +69,13 @@ class AuditConfig:
     folds: int
     seed: int
     seeds: int = 3
+    probe: str = "mlp"
     batch_size: int = 256
     loader_workers: int = 2
     params: dict = dataclasses.field(default_factory=dict)
     embeddings_file: str | None = None
     pred_probs_file: str | None = None
+    class_order: list[str] | None = None    # pred_probs column order; None: audit.classes
 
     @classmethod
     def from_dict(cls, overrides: dict, settings: Settings) -> "AuditConfig":
@@ -86,8 +90,11 @@ class AuditConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def validate(self) -> None:
-        _check_choice("embedder", self.embedder, EMBEDDERS)
+        _check_choice("embedder", self.embedder, EMBEDDER_CHOICES)
         _check_choice("device", self.device, DEVICES)
+        from audit.probe import PROBES
+
+        _check_choice("probe", self.probe, PROBES)
         _check_detectors(self.detectors)
         _check_params(self.params)
         for name, low in (("k", 1), ("folds", 2), ("seeds", 1), ("batch_size", 1),
@@ -97,6 +104,8 @@ class AuditConfig:
                 raise ConfigError(f"{name}={value!r} is not allowed; give an integer >= {low}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed={self.seed!r} is not an integer; give one")
+        if self.class_order is not None:
+            check_order_names(self.class_order)
 
 
 def _settings_defaults(settings: Settings) -> dict:
@@ -173,6 +182,7 @@ class AuditRun:
         self.skipped: dict[str, str] = {}     # detector -> why it did not run
         self.notes: dict[str, str] = {}       # stage -> what the user should know about it
         self.model_ids: dict[str, str] = {}
+        self.summary: dict[str, dict] = {}    # what the run measured about itself, for the UI
         self.device, self.clip, self.folds = "cpu", None, None
 
     # --- reporting ------------------------------------------------------------------------
@@ -230,21 +240,47 @@ class AuditRun:
     def load_samples(self, dataset) -> "SampleTable":
         self.report("load", 0.0, "loading samples")
         frame = dataset_store.samples_frame(self.store, dataset.id)
-        table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name)
+        table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name,
+                                       self.config.class_order)
         if table.unreadable:
             self.note("samples", f"{table.unreadable} of {table.total} samples have unreadable "
                                  "images (see their load errors) and are not scored")
         return table
 
     def build_inputs(self, table: "SampleTable"):
-        with self.stage("embed"):
-            embeddings, table = self.embed(table)
-        with self.stage("probe"):
-            pred_probs = self.pred_probs(table, embeddings)
-        with self.stage("knn"):
-            knn = self.knn(embeddings)
+        """Embeddings, pred_probs and the kNN graph, each only when something will use it."""
+        needs = required_inputs(self.config.detectors)
+        embeddings = pred_probs = knn = None
+        if self.embeddings_needed(needs):
+            with self.stage("embed"):
+                embeddings, table = self.embed(table)
+        if self.config.pred_probs_file or embeddings is not None:
+            with self.stage("probe"):
+                pred_probs = self.pred_probs(table, embeddings)
+        if self.knn_needed(needs, embeddings):
+            with self.stage("knn"):
+                knn = self.knn(embeddings)
         return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
                                      self.config.seed, self.device)
+
+    def embeddings_needed(self, needs: frozenset[str]) -> bool:
+        """Embed when a detector reads embeddings, the kNN graph or CLIP, or a probe must be
+        cross-fitted for pred_probs; a supplied embeddings file is always loaded (and checked)."""
+        if self.config.embeddings_file or needs & EMBEDDING_NEEDS:
+            return True
+        if "pred_probs" in needs and not self.config.pred_probs_file:
+            return True
+        why = "pred_probs were supplied" if "pred_probs" in needs else "none needs pred_probs"
+        self.note("embed", "skipped: no selected detector needs embeddings, a kNN graph or CLIP, "
+                           f"and {why}; the 2-D map is left empty")
+        return False
+
+    def knn_needed(self, needs: frozenset[str], embeddings: np.ndarray | None) -> bool:
+        if "knn" in needs and embeddings is not None:
+            return True
+        if embeddings is not None:
+            self.note("knn", "skipped: no selected detector needs the kNN graph")
+        return False
 
     def embed(self, table: "SampleTable") -> tuple[np.ndarray, "SampleTable"]:
         if self.config.embeddings_file:
@@ -270,6 +306,8 @@ class AuditRun:
                                        self.config.clip_model, self.config.clip_pretrained)
         if note:
             self.note("clip", note)
+        self.summary["embedder"] = {"name": embedder.name, "model_id": embedder.model_id,
+                                    "asked_for": self.config.embedder, "why": note}
         self.log(f"embedding {table.n:,} images with {embedder.model_id}")
         result = embedder.embed(ImageRows(table.paths, table.sha256, table.labels),
                                 self.stage_progress("embed"), self._should_cancel)
@@ -323,14 +361,16 @@ class AuditRun:
             self.note("clip", str(exc))
             return None
 
-    def pred_probs(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
+    def pred_probs(self, table: "SampleTable", embeddings: np.ndarray | None) -> np.ndarray | None:
         if self.config.pred_probs_file:
-            from audit.supplied import load_pred_probs
+            from audit.supplied import check_label_agreement, load_pred_probs
 
-            probs = load_pred_probs(self.config.pred_probs_file, table.total,
-                                    len(table.class_names))
-            self.model_ids["pred_probs"] = f"supplied:{Path(self.config.pred_probs_file).name}"
-            return probs[table.row_index]
+            path = self.config.pred_probs_file
+            probs = load_pred_probs(path, table.total, len(table.class_names))[table.row_index]
+            check_label_agreement(path, probs, table.labels)
+            self.model_ids["pred_probs"] = f"supplied:{Path(path).name}"
+            self.summary["pred_probs"] = probe_summary(probs, table.labels, "supplied")
+            return probs
         return self.cross_fit(table, embeddings)
 
     def cross_fit(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
@@ -339,14 +379,18 @@ class AuditRun:
         self.report("probe", 0.0, "cross-fitting the probe")
         try:
             result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
-                                     self.config.folds, self.config.seed, self.device)
+                                     self.config.folds, self.config.seed, self.device,
+                                     self.config.probe)
         except InputError as exc:
             self.note("pred_probs", str(exc))
             return None
         if result.notes:
             self.note("probe", "; ".join(result.notes))
         self.folds = result.folds
-        self.model_ids["pred_probs"] = f"logistic-probe-{result.n_folds}fold"
+        self.model_ids["pred_probs"] = f"{self.config.probe}-probe-{result.n_folds}fold"
+        self.summary["pred_probs"] = probe_summary(
+            result.pred_probs, table.labels,
+            f"cross-fitted {self.config.probe} probe, {result.n_folds} folds")
         return result.pred_probs
 
     def knn(self, embeddings: np.ndarray):
@@ -388,6 +432,8 @@ class AuditRun:
         try:
             frame = detector.score(inputs, self.detector_params(name), progress)
             check_result(name, frame, inputs)
+            if detector.summary:
+                self.summary[name] = detector.summary
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:  # one failing detector is recorded; the rest go on
@@ -406,7 +452,7 @@ class AuditRun:
         run_store.finish_run(self.store, self.run_id, status, model_ids=self.model_ids,
                              versions=package_versions(), code_version=audit.__version__,
                              timings=self.timings, skipped=self.skipped, notes=self.notes,
-                             error=error)
+                             summary=self.summary, error=error)
         self.log(f"run {self.run_id} {status}" + (f": {error}" if error else ""))
 
 
@@ -421,8 +467,9 @@ class SampleTable:
     kept_rows: np.ndarray | None = None
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, root: Path, name: str) -> "SampleTable":
-        class_names = sorted(frame["label"].astype(str).unique())
+    def from_frame(cls, frame: pd.DataFrame, root: Path, name: str,
+                   explicit_order: list[str] | None = None) -> "SampleTable":
+        class_names = class_order(frame["label"], explicit_order)
         usable = frame[frame["load_error"].isna()].reset_index(drop=True)
         if usable.empty:
             raise InputError(f"dataset {name!r}: none of its {len(frame)} images could be read "
@@ -482,6 +529,13 @@ class SampleTable:
             device=device)
 
 
+def probe_summary(pred_probs: np.ndarray, labels: np.ndarray, source: str) -> dict:
+    """How well out-of-sample pred_probs explain the given labels: their argmax's agreement
+    (the probe's cross-validated accuracy against the labels as given, noise included)."""
+    agreement = float((pred_probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
+    return {"source": source, "agreement_with_labels": round(agreement, 4)}
+
+
 def contained_path(root: Path, relative: str) -> Path:
     """``root / relative``, refusing any path that resolves outside the dataset's root."""
     path = (root / relative).resolve()
@@ -489,6 +543,13 @@ def contained_path(root: Path, relative: str) -> Path:
         raise InputError(f"sample path {relative!r} escapes the dataset root {root}; "
                          "re-ingest the dataset from its folder or manifest")
     return path
+
+
+def required_inputs(names: list[str]) -> frozenset[str]:
+    """What the selected detectors require between them (a detector listed in another's
+    ``after`` runs only when selected, so its needs count only then)."""
+    known = registry()
+    return frozenset().union(*(known[name].requires for name in names))
 
 
 def detector_order(names: list[str]) -> list[str]:
@@ -539,8 +600,10 @@ def _plain(value: object) -> object:
 
 
 def run_sample_frame(inputs, folds: np.ndarray | None) -> pd.DataFrame:
-    """Fold, probe prediction and a 2-D map (PCA of the embeddings) for each sample."""
-    map_xy = two_d_map(inputs.embeddings)
+    """Fold, probe prediction and a 2-D map (PCA of the embeddings; NaN, stored as NULL,
+    when the run has no embeddings) for each sample."""
+    map_xy = (two_d_map(inputs.embeddings) if inputs.embeddings is not None
+              else np.full((inputs.n, 2), np.nan))
     frame = pd.DataFrame({"sample_id": inputs.sample_ids,
                           "fold": folds if folds is not None else pd.NA,
                           "map_x": map_xy[:, 0], "map_y": map_xy[:, 1]})

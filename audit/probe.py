@@ -1,11 +1,22 @@
-"""Out-of-sample predicted probabilities: a K-fold cross-fitted logistic-regression probe.
+"""Out-of-sample predicted probabilities: a K-fold cross-fitted probe on the embeddings.
 
-Folds are stratified by label and seeded. For each fold a multinomial logistic regression
-(L2-regularised, full-batch L-BFGS in torch, so the same code runs on a GPU) is trained on the
-other folds and predicts the held-out fold, so no sample's probabilities come from a model that
-saw its label. Small classes are handled, not crashed on: folds are reduced to the sample count,
-and classes with fewer members than folds are named in the notes (their held-out members may
-meet a model that never saw their class, which is the honest answer for a singleton).
+Folds are stratified by label and seeded. For each fold a probe is trained on the other folds
+and predicts the held-out fold, so no sample's probabilities come from a model that saw its
+label. The embeddings are centred (the dataset mean removed, no label used) and L2-normalised
+first. Two probes, both in torch so the same code runs on a GPU:
+
+- ``mlp`` (the default): one hidden layer (512 ReLU units, dropout 0.2 on the input and 0.5 on
+  the hidden layer), AdamW, label smoothing 0.1, stopped early after ``MLP_EPOCHS`` epochs (at
+  least ``MLP_MIN_STEPS`` steps) before it memorises the noisy labels, averaged over
+  ``MLP_BAGS`` seeds. Chosen on CIFAR-10N ``aggre_label`` (docs/benchmarks.md): against the
+  logistic probe on the same imagenet features, AUROC of the given label's probability 0.926
+  vs 0.919.
+- ``logistic``: multinomial logistic regression, L2-regularised as sklearn's (C), full-batch
+  L-BFGS; faster, a little weaker.
+
+Small classes are handled, not crashed on: folds are reduced to the sample count, and classes
+with fewer members than folds are named in the notes (their held-out members may meet a model
+that never saw their class, which is the honest answer for a singleton).
 """
 
 from __future__ import annotations
@@ -17,8 +28,10 @@ import torch
 
 from audit.errors import InputError
 
-INVERSE_REGULARISATION = 10.0   # sklearn's C: the penalty is |W|^2 / (2 C n)
+PROBES = ("mlp", "logistic")
+INVERSE_REGULARISATION = 1.0    # logistic: sklearn's C, the penalty is |W|^2 / (2 C n)
 LBFGS_STEPS = 20
+MLP_HIDDEN, MLP_EPOCHS, MLP_MIN_STEPS, MLP_BAGS, MLP_BATCH = 512, 8, 400, 3, 128
 MAX_TRAIN_ROWS = 25_000         # per fold: ~5 rows per weight of a 512-d, 10-class probe
 
 
@@ -59,24 +72,26 @@ def _small_class_notes(labels: np.ndarray, n_folds: int) -> list[str]:
 
 
 def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
-                    seed: int = 0, device: str = "cpu") -> ProbeResult:
-    """Held-out probabilities of a logistic-regression probe for every sample."""
+                    seed: int = 0, device: str = "cpu", kind: str = "mlp") -> ProbeResult:
+    """Held-out probabilities of the ``kind`` probe for every sample."""
     labels = np.array(labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise InputError("out-of-sample probabilities need at least two classes; this dataset "
                          "has one, so label checks cannot run (add the other classes)")
+    if kind not in PROBES:
+        raise InputError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
     fold_of, n_folds, notes = stratified_folds(labels, folds, seed)
-    features = torch.as_tensor(np.asarray(embeddings, dtype=np.float32), device=device)
+    features = torch.as_tensor(centred(embeddings), device=device)
     targets = torch.as_tensor(labels, device=device)
     probs = np.zeros((len(labels), n_classes), dtype=np.float32)
     rng = np.random.default_rng(seed)
+    predict = predict_mlp if kind == "mlp" else predict_logistic
     for fold in range(n_folds):
-        held = np.flatnonzero(fold_of == fold)
+        held = torch.as_tensor(np.flatnonzero(fold_of == fold), device=device)
         train = training_rows(np.flatnonzero(fold_of != fold), labels, rng)
         train_rows = torch.as_tensor(train, device=device)
-        weights, bias = fit_logistic(features[train_rows], targets[train_rows], n_classes, seed)
-        probs[held] = _softmax(features[torch.as_tensor(held, device=device)], weights,
-                               bias).cpu().numpy()
+        probs[held.cpu().numpy()] = predict(features[train_rows], targets[train_rows],
+                                            features[held], n_classes, seed).cpu().numpy()
     if len(labels) * (n_folds - 1) / n_folds > MAX_TRAIN_ROWS:
         notes.append(f"each fold's probe trained on a seeded random sample of {MAX_TRAIN_ROWS:,} "
                      "rows (every class kept)")
@@ -92,6 +107,53 @@ def training_rows(candidates: np.ndarray, labels: np.ndarray,
     first_of_class = order[np.unique(labels[order], return_index=True)[1]]
     rest = order[~np.isin(order, first_of_class)][:MAX_TRAIN_ROWS - len(first_of_class)]
     return np.sort(np.concatenate([first_of_class, rest]))
+
+
+def centred(embeddings: np.ndarray) -> np.ndarray:
+    """Rows minus the dataset mean, L2-normalised (float32); uses no label."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    vectors = vectors - vectors.mean(axis=0, keepdims=True)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def predict_logistic(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tensor,
+                     n_classes: int, seed: int) -> torch.Tensor:
+    weights, bias = fit_logistic(train_x, train_y, n_classes, seed)
+    return _softmax(held_x, weights, bias)
+
+
+def predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tensor,
+                n_classes: int, seed: int) -> torch.Tensor:
+    """Mean held-out softmax of MLP_BAGS small MLPs, each with its own seed."""
+    total = torch.zeros(len(held_x), n_classes, device=held_x.device)
+    for bag in range(MLP_BAGS):
+        model = fit_mlp(train_x, train_y, n_classes, seed + bag)
+        with torch.no_grad():
+            total += torch.softmax(model(held_x), dim=1)
+    return total / MLP_BAGS
+
+
+def fit_mlp(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
+            seed: int) -> torch.nn.Module:
+    """One-hidden-layer MLP, stopped early (see the module doc); returned in eval mode."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Dropout(0.2), torch.nn.Linear(features.shape[1], MLP_HIDDEN), torch.nn.ReLU(),
+        torch.nn.Dropout(0.5), torch.nn.Linear(MLP_HIDDEN, n_classes)).to(features.device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    batches_per_epoch = -(-len(features) // MLP_BATCH)
+    epochs = max(MLP_EPOCHS, -(-MLP_MIN_STEPS // batches_per_epoch))
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(features), generator=generator).to(features.device)
+        for batch in order.split(MLP_BATCH):
+            loss = torch.nn.functional.cross_entropy(model(features[batch]), targets[batch],
+                                                     label_smoothing=0.1)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval()
 
 
 def fit_logistic(features: torch.Tensor, targets: torch.Tensor, n_classes: int,

@@ -32,7 +32,8 @@ class Settings:
     )
     ingest_workers: int = _field(4, "Threads that read and hash images during ingestion.")
     embedder: str = _field(
-        "auto", "Embedder: auto (clip if its weights load, else pixels), clip, pixels, or cnn."
+        "auto", "Embedder: auto (clip if its weights load, else imagenet), clip, imagenet, pixels "
+        "or cnn."
     )
     clip_model: str = _field("ViT-B-32", "open_clip model name.")
     clip_pretrained: str = _field(

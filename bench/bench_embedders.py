@@ -1,4 +1,4 @@
-"""Offline embedders compared: pixels (PCA) vs the cross-fitted CNN.
+"""Offline embedders compared: imagenet (EfficientNet-Lite0) vs pixels (PCA) vs the CNN.
 
 For each dataset the images are embedded from files, then the run's own probe (5-fold
 cross-fitted logistic regression) gives out-of-sample pred_probs. Reported per embedder:
@@ -91,6 +91,8 @@ def evaluate(vectors: np.ndarray, rows: ImageRows, is_error: np.ndarray,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="demo,cifar", help="demo and/or cifar")
+    parser.add_argument("--embedders", default="imagenet,pixels,cnn",
+                        help="comma-separated embedders to compare")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,14 +103,15 @@ def main() -> None:
         if "cifar" in args.datasets and CIFAR.is_dir():
             cases.update(cifar_cases(work))
         for case, (rows, is_error, clean) in cases.items():
-            for name in ("pixels", "cnn"):
+            for name in args.embedders.split(","):
                 context = EmbedContext(work / f"data-{case}-{name}", 100_000_000, 256, 0, "cpu", 0, 5)
                 embedder, _ = make_embedder(name, context)
                 started = time.perf_counter()
                 vectors = embedder.embed(rows).vectors
                 seconds = time.perf_counter() - started
                 metrics = evaluate(vectors, rows, is_error, clean)
-                results.append({"dataset": case, "embedder": name, **metrics, "embed s": seconds})
+                results.append({"dataset": case, "embedder": name, **metrics, "embed s": seconds,
+                                "img/s": len(rows.paths) / seconds})
                 print(pd.DataFrame(results[-1:]).round(3).to_string(index=False), flush=True)
     print()
     print(markdown_table(pd.DataFrame(results)))

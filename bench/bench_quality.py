@@ -1,14 +1,18 @@
 """Detection quality: Sieve's detectors against planted and real label noise, beside cleanlab.
 
-    python -m bench.bench_quality [--embedder pixels|cnn ...] [--skip-demo] [--skip-cifar]
+    python -m bench.bench_quality [--embedder imagenet|pixels|cnn ...] [--skip-demo]
+                                  [--skip-cifar] [--cache DIR]
 
 1. The demo (``audit.demo.generate_demo``): precision, recall, F1 of every detector's
    ``is_issue`` and AUROC of its score against ``truth.json`` (which kind of planted problem
    each detector is judged on is ``DEMO_TRUTH``).
 2. CIFAR-10N, first 10k training images (``../shared/datasets/cifar10n-10k``), with
-   ``aggre_label`` and ``random_label1`` as the given labels (truth: differs from
-   ``clean_label``): the label detectors, and on the SAME embeddings and pred_probs cleanlab's
-   ``Datalab.find_issues`` defaults and ``cleanlab.filter.find_label_issues``.
+   ``aggre_label`` (the only column used for tuning), ``random_label1`` and ``worse_label``
+   (untouched) as the given labels (truth: differs from ``clean_label``): the label detectors,
+   and on the SAME embeddings and pred_probs cleanlab's ``Datalab.find_issues`` defaults and
+   ``cleanlab.filter.find_label_issues``. Besides each embedder's own run, the configuration
+   "pixels + supplied" gives the detectors weak ``pixels`` embeddings and strong pred_probs
+   (cross-fitted on the ``imagenet`` features), as a user with a good model of their own would.
 
 The demo goes through the real product (ingest into a temporary store, ``audit.plan.run_audit``);
 CIFAR-10N runs the plan's stages (offline embedder, cross-fitted probe, kNN graph, detectors)
@@ -37,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CIFAR_PATH = ROOT.parent / "shared" / "datasets" / "cifar10n-10k" / "cifar10n_10k.npz"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck"]
-CIFAR_COLUMNS = ("aggre_label", "random_label1")
+CIFAR_COLUMNS = ("aggre_label", "random_label1", "worse_label")
+SUPPLIED = "pixels + supplied"     # pixels embeddings, pred_probs cross-fitted on imagenet's
 LABEL_DETECTORS = ("label_issue", "knn_label", "training_dynamics", "overall")
 DETECTOR_ORDER = ("label_issue", "knn_label", "training_dynamics", "outlier", "near_duplicate",
                   "image_quality", "vl_consistency", "overall")
@@ -49,6 +54,16 @@ def quiet(fraction: float, message: str) -> None:
 
 
 # --- metrics -------------------------------------------------------------------------------
+
+def ranking_metrics(score: np.ndarray | None, truth: np.ndarray, top: int = 48) -> dict:
+    """Precision of the ``top`` lowest scores and the best F1 over every threshold."""
+    if score is None:
+        return {f"p@{top}": float("nan"), "best_f1": float("nan")}
+    order = np.argsort(np.asarray(score, dtype=float), kind="stable")
+    hits = np.cumsum(truth[order])
+    best_f1 = (2 * hits / (np.arange(1, len(order) + 1) + truth.sum())).max()
+    return {f"p@{top}": float(truth[order[:top]].mean()), "best_f1": float(best_f1)}
+
 
 def flag_metrics(flags: np.ndarray, truth: np.ndarray) -> dict:
     """Precision, recall and F1 of a boolean flag vector against a boolean truth."""
@@ -68,21 +83,10 @@ def score_auroc(score: np.ndarray | None, truth: np.ndarray) -> float:
 
 def metrics_row(name: str, flags: np.ndarray, score: np.ndarray | None, truth: np.ndarray) -> dict:
     return {"method": name, **flag_metrics(np.asarray(flags, bool), truth),
-            "auroc": score_auroc(score, truth)}
+            "auroc": score_auroc(score, truth), **ranking_metrics(score, truth)}
 
 
 # --- running the detectors on arrays --------------------------------------------------------
-
-def run_detectors(inputs: DetectorInputs, names: tuple[str, ...],
-                  params: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Run the named detectors in order, like the plan, each seeing the earlier results."""
-    params = params or {}
-    for name in names:
-        detector = REGISTRY[name]()
-        overrides = {**detector.params, **params.get(name, {})}
-        inputs.prior_scores[name] = detector.score(inputs, overrides, quiet)
-    return inputs.prior_scores
-
 
 def array_inputs(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str],
                  pred_probs: np.ndarray) -> DetectorInputs:
@@ -103,10 +107,26 @@ def embed_thumbnails(thumbs: np.ndarray, labels: np.ndarray, n_classes: int,
     from audit.embedders.cnn import combine, held_out_log_probs
     from audit.embedders.pixels import pixel_pca
 
+    if embedder == "imagenet":
+        return imagenet_vectors(thumbs)
     appearance = pixel_pca(thumbs, seed=SEED)
     if embedder == "pixels":
         return appearance
     return combine(held_out_log_probs(thumbs, labels, n_classes, FOLDS, SEED), appearance)
+
+
+def imagenet_vectors(images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The imagenet embedder's vectors of in-memory RGB arrays (same network and transform)."""
+    import torch
+    from PIL import Image
+
+    from audit.embedders.imagenet import ImagenetNetwork, image_transform
+
+    network = ImagenetNetwork()
+    transform = image_transform(network.size)
+    return np.concatenate([
+        network.features(torch.stack([transform(Image.fromarray(a)) for a in images[i:i + batch]]))
+        for i in range(0, len(images), batch)])
 
 
 # --- the demo -------------------------------------------------------------------------------
@@ -177,7 +197,7 @@ def demo_table(embedder: str, params: dict | None = None) -> pd.DataFrame:
 def cifar_embeddings(data: dict, column: str, embedder: str, cache_dir: Path | None) -> np.ndarray:
     """The offline embedding of CIFAR-10N; the CNN learns from ``column`` only (the labels under
     test), pixels use no labels. Cached in ``cache_dir`` when given."""
-    key = "pixels" if embedder == "pixels" else f"{embedder}_{column}"
+    key = embedder if embedder in ("pixels", "imagenet") else f"{embedder}_{column}"
     cached = cache_dir / f"cifar10n_{key}.npy" if cache_dir else None
     if cached and cached.exists():
         return np.load(cached)
@@ -224,16 +244,57 @@ def cleanlab_rows(labels, pred_probs, embeddings, truth) -> list[dict]:
 
 
 def cifar_table(data: dict, column: str, embeddings: np.ndarray,
-                params: dict | None = None) -> pd.DataFrame:
-    """Sieve's label detectors and cleanlab on the same embeddings and pred_probs."""
+                pred_probs: np.ndarray | None = None, params: dict | None = None
+                ) -> tuple[pd.DataFrame, dict]:
+    """Sieve's label detectors and cleanlab on the same embeddings and pred_probs (cross-fitted
+    on ``embeddings`` unless given); also returns overall's run summary."""
     labels = data[column].astype(np.int64)
     truth = labels != data["clean_label"]
-    probs = cross_fit_probe(embeddings, labels, 10, FOLDS, SEED).pred_probs
+    probs = pred_probs if pred_probs is not None else cross_fit(embeddings, labels)
     inputs = array_inputs(embeddings, labels, CIFAR_CLASSES, probs)
-    results = run_detectors(inputs, LABEL_DETECTORS, params)
+    results, summary = run_label_detectors(inputs, params)
     rows = [metrics_row(f"sieve {name}", frame["is_issue"].to_numpy(), frame["score"].to_numpy(),
                         truth) for name, frame in results.items()]
-    return pd.DataFrame(rows + cleanlab_rows(labels, probs, embeddings, truth))
+    return pd.DataFrame(rows + cleanlab_rows(labels, probs, embeddings, truth)), summary
+
+
+def cross_fit(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return cross_fit_probe(embeddings, labels, len(CIFAR_CLASSES), FOLDS, SEED).pred_probs
+
+
+def run_label_detectors(inputs: DetectorInputs, params: dict | None) -> tuple[dict, dict]:
+    """The label detectors then overall, like the plan; overall's summary beside them."""
+    params = params or {}
+    for name in LABEL_DETECTORS:
+        detector = REGISTRY[name]()
+        overrides = {**detector.params, **params.get(name, {})}
+        inputs.prior_scores[name] = detector.score(inputs, overrides, quiet)
+    return inputs.prior_scores, detector.summary or {}
+
+
+def cifar_configurations(data: dict, column: str, embedders: list[str],
+                         cache: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Configuration name -> (embeddings, supplied pred_probs or None)."""
+    configs = {name: (cifar_embeddings(data, column, name, cache), None) for name in embedders}
+    if {"imagenet", "pixels"} <= set(embedders):
+        strong = cross_fit(configs["imagenet"][0], data[column].astype(np.int64))
+        configs[SUPPLIED] = (configs["pixels"][0], strong)
+    return configs
+
+
+def calibration_line(column: str, config: str, table: pd.DataFrame, summary: dict,
+                     truth_count: int) -> dict:
+    """How overall's automatic flags compare with the truth, and the ranking bar."""
+    rows = table.set_index("method")
+    overall = rows.loc["sieve overall"]
+    singles = rows.loc[[f"sieve {n}" for n in LABEL_DETECTORS if n != "overall"], "auroc"]
+    return {"labels": column, "config": config, "true errors": truth_count,
+            "estimated": summary.get("estimated_label_errors"),
+            "interval 90%": summary.get("interval_90"), "flagged": int(overall["flagged"]),
+            "flagged / true": overall["flagged"] / truth_count, "f1": overall["f1"],
+            "best f1": overall["best_f1"], "auroc": overall["auroc"],
+            "best single auroc": singles.max(), "p@48": overall["p@48"],
+            "weights": summary.get("weights")}
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -244,22 +305,31 @@ def print_table(title: str, frame: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedder", action="append", choices=("pixels", "cnn"))
+    parser.add_argument("--embedder", action="append", choices=("imagenet", "pixels", "cnn"))
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--cache", type=Path, help="folder to cache CIFAR embeddings in")
     args = parser.parse_args(argv)
+    embedders = args.embedder or ["imagenet", "pixels"]
     print(f"machine: {platform.machine()} {platform.system()}, python {platform.python_version()}")
-    for embedder in args.embedder or ["pixels", "cnn"]:
-        if not args.skip_demo:
+    if not args.skip_demo:
+        for embedder in embedders:
             print_table(f"Demo, {embedder} embedder", demo_table(embedder))
-        if not args.skip_cifar and CIFAR_PATH.exists():
-            data = dict(np.load(CIFAR_PATH))
-            for column in CIFAR_COLUMNS:
-                embeddings = cifar_embeddings(data, column, embedder, args.cache)
-                print_table(f"CIFAR-10N {column}, {embedder} embedder",
-                            cifar_table(data, column, embeddings))
+    if not args.skip_cifar and CIFAR_PATH.exists():
+        cifar_report(dict(np.load(CIFAR_PATH)), embedders, args.cache)
     return 0
+
+
+def cifar_report(data: dict, embedders: list[str], cache: Path | None) -> None:
+    lines = []
+    for column in CIFAR_COLUMNS:
+        truth_count = int((data[column] != data["clean_label"]).sum())
+        for config, (embeddings, probs) in cifar_configurations(data, column, embedders,
+                                                                cache).items():
+            table, summary = cifar_table(data, column, embeddings, probs)
+            print_table(f"CIFAR-10N {column} ({truth_count} errors), {config}", table)
+            lines.append(calibration_line(column, config, table, summary, truth_count))
+    print_table("overall: automatic flags and ranking, every configuration", pd.DataFrame(lines))
 
 
 if __name__ == "__main__":

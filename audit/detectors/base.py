@@ -13,7 +13,14 @@ The maths lives in pure functions beside the class, testable on tiny arrays. The
 special-cases a detector by name: a detector whose requirement is missing is skipped with
 the reason ``missing_requirements`` gives, and one that raises is recorded as skipped too.
 Detectors that combine others' results list them in ``after`` and read
-``inputs.prior_scores[name]``.
+``inputs.prior_scores[name]``. A detector may set ``self.summary`` (a small JSON dict) while
+scoring: what it measured about the whole dataset (overall: the estimated number of label
+errors); the plan stores it with the run.
+
+``belief`` says what a label-type score means, for detectors that combine them: ``"held_out"``
+when the score is a probability of the given label estimated without that sample's own label
+(its likelihood can be compared across detectors), ``"in_sample"`` when a model that saw the
+label produced it, None for detectors that do not judge labels.
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ class Detector:
     after: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     description: ClassVar[str] = ""
+    belief: ClassVar[str | None] = None
+    summary: dict | None = None
 
     def missing_requirements(self, inputs: DetectorInputs) -> str | None:
         """A plain-words reason this detector cannot run on these inputs, or None."""

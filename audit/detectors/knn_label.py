@@ -2,9 +2,18 @@
 
 Each of the k neighbours votes for its own label with weight ``exp(-d / t)`` (``d`` its cosine
 distance, ``t`` the median neighbour distance of the dataset, so the weighting does not depend
-on the embedder's scale). The score is the weighted share of votes for the given label; the
-suggestion is the neighbours' weighted majority. An example is an issue when its given label
-gets less than ``max_share`` of the votes and the majority is another class.
+on the embedder's scale). ``shares`` are each class's part of the votes; the suggestion is the
+neighbours' weighted majority. An example is an issue when its given label gets less than
+``max_share`` of the votes and the majority is another class.
+
+The score is continuous, so that ranking never falls back to row order: the votes for the
+given label are blended with a prior belief worth ``prior_weight`` votes,
+
+    score = (votes[given] + prior_weight * prior[given]) / (sum(votes) + prior_weight)
+
+where the prior is the out-of-sample probability of the given label when the run has
+pred_probs, else the class's frequency. Two examples whose neighbours all disagree are then
+told apart by how close those neighbours are and by what the probe believes.
 """
 
 from __future__ import annotations
@@ -17,19 +26,50 @@ from audit.detectors.base import Detector, DetectorInputs, Progress, register, r
 MAX_NEIGHBORS_SHOWN = 5
 
 
+def neighbor_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
+                   n_classes: int) -> np.ndarray:
+    """(n, n_classes) distance-weighted votes ``exp(-d / t)`` of each example's neighbours."""
+    distances = distances.astype(np.float64)
+    return _vote_matrix(labels, indices, np.exp(-distances / _scale(distances)), n_classes)
+
+
 def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
                           n_classes: int) -> np.ndarray:
-    """(n, n_classes) distance-weighted share of each class among each example's neighbours."""
-    scale = max(float(np.median(distances)), 1e-8)
+    """(n, n_classes) distance-weighted share of each class among each example's neighbours.
+
+    Shares are ratios, so each row is shifted by its nearest distance first: the nearest
+    weight is 1 and nothing underflows when most distances are 0."""
     distances = distances.astype(np.float64)
-    # Shares are ratios, so shifting each row by its nearest distance changes nothing but
-    # keeps the nearest weight at 1 (no underflow when most distances are 0).
-    weights = np.exp(-(distances - distances[:, :1]) / scale)
+    weights = np.exp(-(distances - distances[:, :1]) / _scale(distances))
+    votes = _vote_matrix(labels, indices, weights, n_classes)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def _scale(distances: np.ndarray) -> float:
+    return max(float(np.median(distances)), 1e-8)
+
+
+def _vote_matrix(labels: np.ndarray, indices: np.ndarray, weights: np.ndarray,
+                 n_classes: int) -> np.ndarray:
     n = len(indices)
     cells = np.arange(n)[:, None] * n_classes + labels[indices]
     votes = np.bincount(cells.ravel(), weights=weights.ravel(), minlength=n * n_classes)
-    votes = votes.reshape(n, n_classes)
-    return votes / votes.sum(axis=1, keepdims=True)
+    return votes.reshape(n, n_classes)
+
+
+def smoothed_belief(votes: np.ndarray, labels: np.ndarray, prior: np.ndarray,
+                    prior_weight: float) -> np.ndarray:
+    """Votes for the given label blended with a prior belief in it (see the module doc)."""
+    rows = np.arange(len(labels))
+    return (votes[rows, labels] + prior_weight * prior) / (votes.sum(axis=1) + prior_weight)
+
+
+def prior_belief(labels: np.ndarray, n_classes: int, pred_probs: np.ndarray | None) -> np.ndarray:
+    """Out-of-sample probability of the given label, or its class frequency without pred_probs."""
+    if pred_probs is not None:
+        return pred_probs[np.arange(len(labels)), labels].astype(np.float64)
+    frequency = np.bincount(labels, minlength=n_classes) / max(len(labels), 1)
+    return frequency[labels]
 
 
 def given_label_share(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -66,7 +106,8 @@ def _one_detail(row: np.ndarray, given: int, best: int, neighbors: np.ndarray,
 class KnnLabel(Detector):
     name = "knn_label"
     requires = frozenset({"labels", "knn"})
-    params = {"max_share": 0.2}
+    belief = "held_out"
+    params = {"max_share": 0.2, "prior_weight": 1.0}
     description = ("Nearest-neighbour label disagreement: examples whose neighbours in "
                    "embedding space mostly carry another label.")
 
@@ -76,5 +117,8 @@ class KnnLabel(Detector):
         shares = neighbor_label_shares(labels, knn.indices, knn.distances, len(inputs.class_names))
         is_issue = knn_label_issues(shares, labels, params["max_share"])
         details = knn_details(shares, labels, knn.indices, inputs.sample_ids, inputs.class_names)
+        votes = neighbor_votes(labels, knn.indices, knn.distances, len(inputs.class_names))
+        prior = prior_belief(labels, len(inputs.class_names), inputs.pred_probs)
+        score = smoothed_belief(votes, labels, prior, params["prior_weight"])
         progress(1.0, f"{int(is_issue.sum())} neighbour label disagreements")
-        return result_frame(inputs, given_label_share(shares, labels), is_issue, details)
+        return result_frame(inputs, np.clip(score, 0.0, 1.0), is_issue, details)

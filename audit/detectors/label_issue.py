@@ -62,6 +62,7 @@ def _one_detail(probs: np.ndarray, given: int, best: int, class_names: list[str]
 class LabelIssue(Detector):
     name = "label_issue"
     requires = frozenset({"labels", "pred_probs"})
+    belief = "held_out"
     params = {"method": "self_confidence", "filter_by": "prune_by_noise_rate"}
     description = ("Confident learning (cleanlab) on out-of-sample predicted probabilities: "
                    "examples whose given label the model finds unlikely.")

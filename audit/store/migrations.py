@@ -166,6 +166,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE runs ADD COLUMN notes VARCHAR;
         """,
     ),
+    (
+        5,
+        """
+        -- What a run measured about itself, for the UI: the embedder that ran and why, the
+        -- probe's cross-validated agreement with the labels, each detector's summary (overall:
+        -- the estimated number of label errors with an interval, the weight of each signal).
+        ALTER TABLE runs ADD COLUMN summary VARCHAR;
+        """,
+    ),
 ]
 
 

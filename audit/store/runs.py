@@ -18,7 +18,7 @@ SCORE_COLUMNS = ["sample_id", "detector", "score", "is_issue", "details"]
 FINAL_RUN_STATES = ("succeeded", "failed", "cancelled")
 _RUN_FIELDS = (
     "id, dataset_id, job_id, status, config, model_ids, versions, code_version, "
-    "timings, skipped, notes, error, started_at, finished_at"
+    "timings, skipped, notes, summary, error, started_at, finished_at"
 )
 _SELECT_RUNS = f"SELECT {_RUN_FIELDS} FROM runs WHERE dataset_id = ? ORDER BY id"
 _SELECT_RUN = f"SELECT {_RUN_FIELDS} FROM runs WHERE id = ?"
@@ -80,17 +80,18 @@ def run_samples_frame(store: Store, run_id: int) -> pd.DataFrame:
 def finish_run(store: Store, run_id: int, status: str, *, model_ids: dict | None = None,
                versions: dict | None = None, code_version: str | None = None,
                timings: dict | None = None, skipped: dict | None = None,
-               notes: dict | None = None, error: str | None = None) -> None:
+               notes: dict | None = None, summary: dict | None = None,
+               error: str | None = None) -> None:
     """Put a run in its final state with its provenance, in one transaction."""
     if status not in FINAL_RUN_STATES:
         raise ValueError(f"final run status must be one of {FINAL_RUN_STATES}, not {status!r}")
     with store.transaction() as con:
         con.execute(
             "UPDATE runs SET status = ?, model_ids = ?, versions = ?, code_version = ?, "
-            "timings = ?, skipped = ?, notes = ?, error = ?, finished_at = current_timestamp "
-            "WHERE id = ?",
+            "timings = ?, skipped = ?, notes = ?, summary = ?, error = ?, "
+            "finished_at = current_timestamp WHERE id = ?",
             [status, _json(model_ids), _json(versions), code_version, _json(timings),
-             _json(skipped), _json(notes), error, run_id],
+             _json(skipped), _json(notes), _json(summary), error, run_id],
         )
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import streamlit as st
 
 from audit.datasets import ingest
+from audit.embedders import EMBEDDER_CHOICES as EMBEDDERS
 from dashboard import context, data
 from dashboard.errors import reported
 from jobs.queue import enqueue_audit
 
-EMBEDDERS = ("auto", "clip", "pixels", "cnn")
 
 
 def main() -> None:

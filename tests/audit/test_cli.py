@@ -13,7 +13,7 @@ from PIL import Image
 from audit.cli import build_parser
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = ["ingest", "datasets", "run", "jobs", "cancel", "export", "serve", "demo"]
+COMMANDS = ["ingest", "datasets", "run", "order", "jobs", "cancel", "export", "serve", "demo"]
 
 
 def _cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -106,9 +106,9 @@ def test_missing_weights_fail_fast_with_the_fix(tmp_path):
         load_clip("ViT-B-32", str(tmp_path / "bad.pt"), "cpu")
 
 
-def test_auto_falls_back_to_an_offline_embedder_with_the_reason(data_home):
+def test_auto_falls_back_to_the_imagenet_embedder_with_the_reason(data_home):
     embedder, note = make_embedder("auto", context(data_home))
-    assert embedder.name in ("pixels", "cnn") and "ViT-B-32" in note
+    assert embedder.name == "imagenet" and "ViT-B-32" in note and note.startswith("clip not used")
     with pytest.raises(ModelUnavailableError):
         make_embedder("clip", context(data_home))
     with pytest.raises(ConfigError, match="unknown embedder 'vit'"):

