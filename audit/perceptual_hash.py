@@ -76,9 +76,21 @@ def low_frequencies(thumbs: np.ndarray) -> np.ndarray:
     return coefficients[:, rows, cols]
 
 
-def _zigzag_positions() -> tuple[np.ndarray, np.ndarray]:
+def content_frequencies(thumbs: np.ndarray, dc_weight: float = 0.1) -> np.ndarray:
+    """(B, 65): the DC term (mean brightness) times ``dc_weight``, then the 64 terms of
+    ``low_frequencies``. The direction of this vector describes the picture; the small DC
+    weight lets brightness against contrast count a little (a re-coloured copy is not a copy)
+    without letting the mean brightness, much larger than the rest, swamp the pattern."""
+    coefficients = dctn(thumbs.astype(np.float64), axes=(1, 2), norm="ortho")
+    rows, cols = _zigzag_positions(with_dc=True)
+    chosen = coefficients[:, rows, cols]
+    chosen[:, 0] *= dc_weight
+    return chosen
+
+
+def _zigzag_positions(with_dc: bool = False) -> tuple[np.ndarray, np.ndarray]:
     cells = sorted(itertools.product(range(LOW + 1), repeat=2), key=lambda rc: (sum(rc), rc[0]))
-    chosen = cells[1:HASH_BITS + 1]
+    chosen = cells[0 if with_dc else 1:HASH_BITS + 1]
     return np.array([r for r, _ in chosen]), np.array([c for _, c in chosen])
 
 

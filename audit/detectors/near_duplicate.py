@@ -13,8 +13,10 @@ Four kinds of pair, each enough on its own:
   radius -1 to 1, so pHash adds nothing there), photos rarely below 10-16 (median 16-20 ->
   radius 7-8). Fewer than 50 hashed rows use ``hash_radius`` as is (chance pairs are rare in
   so few). A row whose image cannot be decoded gets no hash;
-- pixel content: the embedding's rule below, applied to the 64 low DCT frequencies that the
-  pHash binarises, kept as numbers and L2-normalised (brightness and contrast drop out).
+- pixel content: the embedding's rule below, applied to the DC term and the 64 low DCT
+  frequencies that the pHash binarises, kept as numbers and L2-normalised (a uniform scaling
+  of the grey levels drops out; a re-coloured copy, whose contrast against its brightness
+  changes, does not match).
   Unlike the binary hash it tells re-scans of low-detail images from distinct ones (the demo's
   digits); unlike the embedding it does not depend on what the embedder finds semantically
   alike (an ImageNet network puts distinct digits about as close as re-scans);
@@ -245,30 +247,30 @@ def _kind(strongest: list[int]) -> str:
 
 def image_signatures(inputs: DetectorInputs,
                      progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pHash and low DCT frequencies of every row, and which rows have them (an undecodable
+    """pHash and DC + low DCT frequencies of every row, and which rows have them (an undecodable
     image has none). Gives up after the first batch when none of its images decodes."""
     hashes, hashed = np.zeros(inputs.n, dtype=np.uint64), np.zeros(inputs.n, dtype=bool)
-    low = np.zeros((inputs.n, perceptual_hash.HASH_BITS), dtype=np.float32)
+    low = np.zeros((inputs.n, perceptual_hash.HASH_BITS + 1), dtype=np.float32)
     with ThreadPoolExecutor(LOADER_THREADS) as pool:
         for start in range(0, inputs.n, HASH_BATCH):
             rows, batch = _low_batch(pool, inputs, range(start, min(start + HASH_BATCH, inputs.n)))
             if start == 0 and len(rows) == 0:
                 break
             low[rows], hashed[rows] = batch, True
-            hashes[rows] = perceptual_hash.phash_of_low(batch)
+            hashes[rows] = perceptual_hash.phash_of_low(batch[:, 1:])
             progress(0.9 * min(start + HASH_BATCH, inputs.n) / inputs.n, "hashing images")
     return hashes, low, hashed
 
 
 def _low_batch(pool: ThreadPoolExecutor, inputs: DetectorInputs,
                rows: range) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``rows`` whose image decodes, and their low DCT frequencies."""
+    """The rows of ``rows`` whose image decodes, and their DC and low DCT frequencies."""
     thumbs = list(pool.map(lambda row: _grey_thumbnail(inputs, row), rows))
     decoded = [i for i, thumb in enumerate(thumbs) if thumb is not None]
     if not decoded:
-        return np.empty(0, dtype=np.int64), np.empty((0, perceptual_hash.HASH_BITS))
+        return np.empty(0, dtype=np.int64), np.empty((0, perceptual_hash.HASH_BITS + 1))
     stacked = np.stack([thumbs[i] for i in decoded])
-    return np.asarray(rows)[decoded], perceptual_hash.low_frequencies(stacked)
+    return np.asarray(rows)[decoded], perceptual_hash.content_frequencies(stacked)
 
 
 def _grey_thumbnail(inputs: DetectorInputs, row: int) -> np.ndarray | None:

@@ -146,7 +146,8 @@ def test_pixels_alone_find_the_copies_and_skip_an_unreadable_image(tmp_path):
     assert set(np.flatnonzero(frame["is_issue"])) == planted_rows()
     assert frame.iloc[-1]["is_issue"] == False and frame.iloc[-1]["score"] == 1.0  # noqa: E712
     found = frame[frame["is_issue"]]["details"]
-    assert all(d["found_by"] == ["perceptual hash"] for d in found)
+    assert all("perceptual hash" in d["found_by"] and "embedding" not in d["found_by"]
+               for d in found)
     assert frame.loc[frame["is_issue"], "score"].max() < 1 - np.exp(-0.13)
 
 
@@ -157,7 +158,9 @@ def test_without_pixels_or_neighbours_the_detector_says_what_it_needs():
 
 def test_distinct_handwritten_digits_are_not_paired_by_their_hashes():
     """Low-detail images collide: 8 x 8 digits drawn at 32 px sit 2-10 bits from another
-    digit. The calibrated radius keeps them apart; the plain 8-bit cap would not."""
+    digit. The calibrated radius keeps them apart; the plain 8-bit cap would not. The pixel
+    content rule pairs only sklearn's own nearly identical pair (its 8 x 8 images differ by 16
+    grey levels in all, out of 64 pixels x 16 levels)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -166,6 +169,8 @@ def test_distinct_handwritten_digits_are_not_paired_by_their_hashes():
               .resize((32, 32), Image.Resampling.BICUBIC) for r in rows]
     inputs = make_inputs(np.zeros(len(rows), dtype=np.int64), load_image=lambda r: images[r])
     detector = REGISTRY["near_duplicate"]()
-    assert not detector.score(inputs, {}, quiet)["is_issue"].any()
+    flagged = np.flatnonzero(detector.score(inputs, {}, quiet)["is_issue"])
+    assert len(flagged) == 2
+    assert np.abs(digits.images[rows[flagged[0]]] - digits.images[rows[flagged[1]]]).sum() <= 16
     uncalibrated = detector.score(inputs, {"hash_z": 0.0}, quiet)
     assert uncalibrated["is_issue"].sum() > 50
