@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from audit.detectors import REGISTRY
+from audit.detectors import REGISTRY, KnnGraph
 from audit.detectors.knn_label import knn_label_issues, neighbor_label_shares
 from tests.audit.detector_inputs import blobs, flip, make_inputs, precision_recall, quiet
 
@@ -33,3 +33,17 @@ def test_planted_flips_in_blobs_are_found():
     assert detail["suggested_label"] == f"class{true[flipped[0]]}"
     assert len(detail["neighbors"]) == 5 and detail["neighbors"][0] == \
         inputs.sample_ids[inputs.knn.indices[flipped[0], 0]]
+
+
+def test_scores_never_tie_when_every_neighbour_disagrees():
+    """Three samples whose neighbours all carry another label: the score still orders them, by
+    how close those neighbours are and by the probe's belief, never by row order."""
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    indices = np.array([[3, 4], [4, 5], [5, 3], [4, 5], [3, 5], [3, 4]])
+    distances = np.array([[0.1, 0.2], [0.3, 0.5], [0.3, 0.5], [0.1, 0.1], [0.1, 0.1], [0.1, 0.1]])
+    probs = np.array([[0.3, 0.7], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8], [0.2, 0.8], [0.2, 0.8]])
+    inputs = make_inputs(labels, pred_probs=probs, knn=KnnGraph(indices, distances))
+    frame = REGISTRY["knn_label"]().score(inputs, {}, quiet)
+    first_three = frame["score"].to_numpy()[:3]
+    assert len(set(np.round(first_three, 9))) == 3
+    assert first_three[0] < first_three[1] < first_three[2]   # nearer disagreement, then prior

@@ -170,7 +170,11 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     assert facts.loc[FLIPPED, "predicted_label"].tolist() == ["red", "red", "blue"]
     assert facts["map_x"].std() > 0
     assert json.loads(run["model_ids"]) == {"embedder": "pixels-32px-pca64",
-                                            "pred_probs": "logistic-probe-5fold"}
+                                            "pred_probs": "mlp-probe-5fold"}
+    summary = json.loads(run["summary"])
+    assert summary["embedder"]["name"] == "pixels" and summary["embedder"]["why"] is None
+    assert summary["pred_probs"]["source"] == "cross-fitted mlp probe, 5 folds"
+    assert 0.5 < summary["pred_probs"]["agreement_with_labels"] <= 1.0
     assert {"load", "embed", "probe", "knn", "detector:t_agree"} <= set(json.loads(run["timings"]))
     assert json.loads(run["versions"])["torch"] and run["code_version"]
     assert any(m.startswith("skipped t_boom: failed: RuntimeError") for m in messages)
@@ -300,4 +304,8 @@ def test_demo_end_to_end_with_every_registered_detector(store, settings, tmp_pat
     frame = pd.read_csv(manifest).set_index("id")
     disagree = facts.loc[flips.index, "predicted_label"] != frame.loc[flips.index, "label"]
     assert disagree.mean() > 0.8          # the probe is out-of-sample: it does not learn the flips
+    estimate = json.loads(run["summary"])["overall"]
+    assert abs(estimate["estimated_label_errors"] - len(flips)) <= 0.3 * len(flips)
+    low, high = estimate["interval_90"]
+    assert low <= estimate["estimated_label_errors"] <= high == max(low, high)
 
