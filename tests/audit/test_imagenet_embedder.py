@@ -53,7 +53,8 @@ def test_features_are_unit_vectors_that_tell_colours_apart(network, tmp_path, da
     rows = write_images(tmp_path / "img", two_colours(6))
     embedding = ImagenetEmbedder(context(data_home), "lite0", 160).embed(rows)
     vectors = embedding.vectors
-    assert vectors.shape == (12, 1280) and embedding.model_id == network.model_id
+    assert vectors.shape == (12, network.dim) and embedding.model_id == network.model_id
+    assert network.dim == 1280 + 320 + 192 + 112          # the last layer and three stages
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     similarity = vectors @ vectors.T
     same = similarity[:6, :6].mean() + similarity[6:, 6:].mean()
