@@ -3,11 +3,12 @@ and pred_probs built for it."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from tests.audit.manifests import write_manifest
 
 CLASSES = [str(number) for number in range(1, 13)]     # numeric order: "2" before "10"
 PER_CLASS = 5
@@ -28,15 +29,7 @@ def write_numeric_dataset(folder: Path, broken: int = 0) -> Path:
         shade = 20 * int(label)
         Image.new("RGB", (8, 8), (shade, 255 - shade, (7 * i) % 256)).save(folder / f"s{i:03d}.png")
         rows.append({"id": f"s{i:03d}", "path": f"s{i:03d}.png", "label": label})
-    for i in range(broken):
-        (folder / f"broken{i}.png").write_bytes(b"\x89PNG truncated")
-        rows.append({"id": f"broken{i}", "path": f"broken{i}.png", "label": "1"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "path", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(folder, rows, broken, broken_label="1")
 
 
 def confident_probs(believed: list[str], columns: list[str], top: float = 0.89) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from audit.errors import Cancelled, ConfigError, InputError
 from audit.plan import AuditConfig, detector_order, run_audit
 from audit.store import runs
 from audit.supplied import load_embeddings, load_pred_probs
+from tests.audit.manifests import write_manifest
 
 RED, BLUE = (200, 40, 30), (30, 60, 210)
 FLIPPED = ["r03", "r11", "b07"]
@@ -89,15 +89,7 @@ def write_dataset(folder: Path, n_each: int = 15, broken: int = 1, one_class: bo
             given = ("blue" if label == "red" else "red") if sample_id in FLIPPED else label
             rows.append({"id": sample_id, "path": f"{sample_id}.png",
                          "label": "red" if one_class else given})
-    for i in range(broken):
-        (folder / f"broken{i}.png").write_bytes(b"\x89PNG truncated")
-        rows.append({"id": f"broken{i}", "path": f"broken{i}.png", "label": "red"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "path", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(folder, rows, broken, broken_label="red")
 
 
 @pytest.fixture
