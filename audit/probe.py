@@ -22,11 +22,14 @@ that never saw their class, which is the honest answer for a singleton).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from audit.errors import InputError
+
+if TYPE_CHECKING:   # torch loads when a probe is fitted, not when PROBES is read (validation)
+    import torch
 
 PROBES = ("mlp", "logistic")
 INVERSE_REGULARISATION = 1.0    # logistic: sklearn's C, the penalty is |W|^2 / (2 C n)
@@ -74,6 +77,8 @@ def _small_class_notes(labels: np.ndarray, n_folds: int) -> list[str]:
 def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                     seed: int = 0, device: str = "cpu", kind: str = "mlp") -> ProbeResult:
     """Held-out probabilities of the ``kind`` probe for every sample."""
+    import torch
+
     labels = np.array(labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise InputError("out-of-sample probabilities need at least two classes; this dataset "
@@ -125,6 +130,8 @@ def predict_logistic(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch
 def predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tensor,
                 n_classes: int, seed: int) -> torch.Tensor:
     """Mean held-out softmax of MLP_BAGS small MLPs, each with its own seed."""
+    import torch
+
     total = torch.zeros(len(held_x), n_classes, device=held_x.device)
     for bag in range(MLP_BAGS):
         model = fit_mlp(train_x, train_y, n_classes, seed + bag)
@@ -136,6 +143,8 @@ def predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tens
 def fit_mlp(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
             seed: int) -> torch.nn.Module:
     """One-hidden-layer MLP, stopped early (see the module doc); returned in eval mode."""
+    import torch
+
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
         torch.nn.Dropout(0.2), torch.nn.Linear(features.shape[1], MLP_HIDDEN), torch.nn.ReLU(),
@@ -162,6 +171,8 @@ def fit_logistic(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
 
     No feature scaling: embeddings are L2-normalised and the variance of a direction is part
     of its meaning (standardising would blow up noise directions)."""
+    import torch
+
     torch.manual_seed(seed)
     penalty = 1.0 / (2.0 * INVERSE_REGULARISATION * len(targets))
     weights = torch.zeros(features.shape[1], n_classes, device=features.device, requires_grad=True)
@@ -182,5 +193,7 @@ def fit_logistic(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
 
 
 def _softmax(features: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    import torch
+
     with torch.no_grad():
         return torch.softmax(features @ weights + bias, dim=1)

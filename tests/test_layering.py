@@ -1,5 +1,7 @@
 """The layering rules of GUIDE.md section 1, checked by importing each layer in a fresh process
-and looking at what it pulled in, plus a scan of the dashboard's source for SQL."""
+and looking at what it pulled in, plus a scan of the dashboard's source for SQL. What the light
+paths import when they run (validating, queueing, the dashboard's pages) is checked by
+tests/test_runtime_imports.py."""
 
 from __future__ import annotations
 

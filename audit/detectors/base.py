@@ -17,6 +17,13 @@ Detectors that combine others' results list them in ``after`` and read
 scoring: what it measured about the whole dataset (overall: the estimated number of label
 errors); the plan stores it with the run.
 
+Two facts say what a detector judges, for code that must treat kinds of detectors apart
+without naming them: ``family`` (one of ``FAMILIES``) and ``suggests_labels`` (its details may
+propose another label). ``facts()`` gives every declared fact as plain data; the Datasets page
+lists them. A detector module imports no model library at module level (torch, cleanlab,
+open_clip, timm, faiss, sklearn): the functions that need one import it, so reading the
+registry and validating a config stay light (tests/test_runtime_imports.py).
+
 ``belief`` says what a label-type score means, for detectors that combine them: ``"held_out"``
 when the score is a probability of the given label estimated without that sample's own label
 (its likelihood can be compared across detectors), ``"in_sample"`` when a model that saw the
@@ -33,6 +40,10 @@ import pandas as pd
 from PIL import Image
 
 Progress = Callable[[float, str], None]
+
+# What a detector judges: the given label, how typical the example is, copies, the image
+# itself, or image-text agreement.
+FAMILIES = ("label", "outlier", "duplicate", "quality", "consistency")
 
 # What a detector may require; each maps to one attribute of DetectorInputs being present.
 REQUIREMENTS = {
@@ -89,8 +100,17 @@ class Detector:
     after: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     description: ClassVar[str] = ""
+    family: ClassVar[str]
+    suggests_labels: ClassVar[bool] = False
     belief: ClassVar[str | None] = None
     summary: dict | None = None
+
+    @classmethod
+    def facts(cls) -> dict:
+        """What this detector declares, as plain data (JSON-ready)."""
+        return {"name": cls.name, "family": cls.family, "suggests_labels": cls.suggests_labels,
+                "belief": cls.belief, "requires": sorted(cls.requires), "after": list(cls.after),
+                "params": dict(cls.params), "description": cls.description}
 
     def missing_requirements(self, inputs: DetectorInputs) -> str | None:
         """A plain-words reason this detector cannot run on these inputs, or None."""
@@ -115,6 +135,8 @@ def register(cls: type[Detector]) -> type[Detector]:
     unknown = set(cls.requires) - set(REQUIREMENTS)
     if unknown:
         raise ValueError(f"detector {cls.name!r} requires unknown inputs {sorted(unknown)}")
+    if getattr(cls, "family", None) not in FAMILIES:
+        raise ValueError(f"detector {cls.name!r} needs a family, one of {', '.join(FAMILIES)}")
     REGISTRY[cls.name] = cls
     return cls
 

@@ -151,6 +151,7 @@ def measure_images(inputs: DetectorInputs, progress: Progress) -> tuple[dict, di
 @register
 class ImageQuality(Detector):
     name = "image_quality"
+    family = "quality"
     requires = frozenset({"pixels"})
     params = {"thresholds": THRESHOLDS}
     description = ("Image quality (cleanvision-style): dark, light, blurry, low information, "

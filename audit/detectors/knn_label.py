@@ -105,6 +105,8 @@ def _one_detail(row: np.ndarray, given: int, best: int, neighbors: np.ndarray,
 @register
 class KnnLabel(Detector):
     name = "knn_label"
+    family = "label"
+    suggests_labels = True
     requires = frozenset({"labels", "knn"})
     belief = "held_out"
     params = {"max_share": 0.2, "prior_weight": 1.0}

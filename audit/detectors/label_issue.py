@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from cleanlab.filter import find_label_issues
-from cleanlab.rank import get_label_quality_scores
 
 from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
 
@@ -21,6 +19,8 @@ TOP_CLASSES = 3
 def label_quality(labels: np.ndarray, pred_probs: np.ndarray,
                   method: str = "self_confidence") -> np.ndarray:
     """cleanlab's label quality score per example, in [0, 1], lower = more likely mislabelled."""
+    from cleanlab.rank import get_label_quality_scores
+
     scores = get_label_quality_scores(labels, pred_probs, method=method)
     return np.clip(scores, 0.0, 1.0)
 
@@ -29,6 +29,8 @@ def confident_learning_issues(labels: np.ndarray, pred_probs: np.ndarray,
                               filter_by: str = "prune_by_noise_rate") -> np.ndarray:
     """cleanlab's boolean mask of label issues (confident learning). ``n_jobs=1``: no forked
     pool inside a worker that already runs torch threads (fork + threads can deadlock)."""
+    from cleanlab.filter import find_label_issues
+
     mask = find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
     return np.asarray(mask, dtype=bool)
 
@@ -61,6 +63,8 @@ def _one_detail(probs: np.ndarray, given: int, best: int, class_names: list[str]
 @register
 class LabelIssue(Detector):
     name = "label_issue"
+    family = "label"
+    suggests_labels = True
     requires = frozenset({"labels", "pred_probs"})
     belief = "held_out"
     params = {"method": "self_confidence", "filter_by": "prune_by_noise_rate"}

@@ -312,6 +312,7 @@ def pixel_evidence(inputs: DetectorInputs, params: dict, progress: Progress) -> 
 @register
 class NearDuplicate(Detector):
     name = "near_duplicate"
+    family = "duplicate"
     params = {"threshold": 0.13, "hash_radius": 8, "hash_z": 3.0}
     description = ("Exact duplicates (same file hash), copies that survive a shift, crop or "
                    "re-encode (perceptual hash, pixel content) and near duplicates (embedding "

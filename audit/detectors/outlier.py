@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.covariance import ledoit_wolf
 
 from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
 
@@ -45,6 +44,8 @@ def principal_projection(x: np.ndarray, max_dims: int, sample: int = 10_000) -> 
 
 def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64) -> np.ndarray:
     """Mahalanobis distance to the nearest class mean (shared, shrunk covariance)."""
+    from sklearn.covariance import ledoit_wolf
+
     z = principal_projection(x, max_dims)
     classes = np.unique(labels)
     means = np.stack([z[labels == c].mean(axis=0) for c in classes])
@@ -78,6 +79,7 @@ def _reason(knn: float, gauss: float, issue: bool) -> str:
 @register
 class Outlier(Detector):
     name = "outlier"
+    family = "outlier"
     requires = frozenset({"embeddings", "knn", "labels"})
     params = {"threshold": 0.25, "max_dims": 64}
     description = ("Examples far from their nearest neighbours and from every class in "

@@ -144,6 +144,8 @@ def combine(beliefs: dict[str, np.ndarray], weights: dict[str, float]) -> np.nda
 @register
 class Overall(Detector):
     name = "overall"
+    family = "label"
+    suggests_labels = True
     after = LABEL_DETECTORS
     params = {"weights": None, "threshold": None}
     description = ("One ranking of likely label problems: the label detectors' beliefs, each "

@@ -109,6 +109,8 @@ def image_embeddings(inputs: DetectorInputs) -> np.ndarray:
 @register
 class VlConsistency(Detector):
     name = "vl_consistency"
+    family = "consistency"
+    suggests_labels = True
     requires = frozenset({"clip"})
     params = {"prompt": PROMPT, "label_threshold": 0.2, "caption_threshold": 0.5,
               "caption_sample": 256}

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from audit.datasets import ingest
+from audit.detectors import catalogue
 from audit.embedders import EMBEDDER_CHOICES as EMBEDDERS
 from dashboard import context, data
 from dashboard.errors import reported
@@ -66,8 +67,7 @@ def _start_audit(view: context.View, datasets) -> None:
         dataset_id = st.selectbox("Dataset", list(names), format_func=names.get,
                                   index=list(names).index(view.dataset_id)
                                   if view.dataset_id in names else 0)
-        known = data.known_detectors(view.store, view.key)
-        detectors = st.multiselect("Detectors (none chosen: all)", known)
+        detectors = _detector_picker()
         embedder = st.selectbox("Embedder", EMBEDDERS,
                                 index=EMBEDDERS.index(view.settings.embedder)
                                 if view.settings.embedder in EMBEDDERS else 0)
@@ -82,6 +82,15 @@ def _start_audit(view: context.View, datasets) -> None:
             with reported():
                 job_id = enqueue_audit(view.store, view.settings, int(dataset_id), overrides)
                 st.success(f"Queued job {job_id}; follow it on the Jobs page.")
+
+
+def _detector_picker() -> list[str]:
+    """Every registered detector (not only those a run has scored), with what it judges."""
+    facts = {d["name"]: d for d in catalogue()}
+    described = "\n".join(f"- **{name}**: {d['description']}" for name, d in facts.items())
+    return st.multiselect("Detectors (none chosen: all)", list(facts), key="audit_detectors",
+                          format_func=lambda name: f"{name} ({facts[name]['family']})",
+                          help=described)
 
 
 main()

@@ -6,7 +6,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from audit.detectors import REGISTRY
-from audit.detectors.training_dynamics import el2n, margins, threshold_groups
+from audit.detectors.training_dynamics import threshold_groups
+from audit.detectors.training_heads import el2n, margins
 from audit.errors import ConfigError
 from tests.audit.detector_inputs import blobs, flip, make_inputs, precision_recall, quiet
 
