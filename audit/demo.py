@@ -9,7 +9,9 @@ Planted (disjoint sets of samples):
 - outlier: about 1% extra images that are not digits (shapes, stripes, noise), with a digit label;
 - near_duplicate: pairs made by copying a digit with slight noise and 8% less ink (a re-scan), some pairs
   spanning train and test (listed again under ``leak``);
-- quality: blurred, dark and tiny (8 x 8) images;
+- quality: blurred, dark and tiny (8 x 8) images; the non-digits drawn in two flat colours
+  (shapes, stripes) are recorded as ``low_information`` too: a two-colour image carries about
+  one bit of grey-level entropy, which is what that check measures (cleanvision's definition);
 - caption_mismatch: captions naming another digit than the image and its label;
 - unreadable: a truncated PNG and a file that is not an image.
 """
@@ -37,6 +39,7 @@ LEAKING_PAIRS = 5
 QUALITY_EACH = 6
 CAPTION_MISMATCHES = 15
 DEMO_NAME = "demo"
+OUTLIER_SHAPES = ("disc", "bar", "stripes", "noise")   # all but noise: two flat colours
 INK = np.array([30, 40, 120], dtype=np.float64)      # blue-black ink
 PAPER = np.array([245, 240, 225], dtype=np.float64)  # cream paper
 
@@ -65,7 +68,8 @@ def _plant(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
     flips, mismatches, blurry, dark, tiny, duplicated = _disjoint_picks(order, n)
     rows = [_digit_row(i, images[i], int(targets[i]), rng) for i in range(n)]
     truth = {"label_flip": {}, "caption_mismatch": [], "outlier": [], "near_duplicate": [],
-             "leak": [], "quality": {"blurry": [], "dark": [], "tiny": []}, "unreadable": []}
+             "leak": [], "quality": {"blurry": [], "dark": [], "tiny": [], "low_information": []},
+             "unreadable": []}
     _flip_labels(rows, flips, rng, truth)
     _mismatch_captions(rows, mismatches, rng, truth)
     for kind, picks in (("blurry", blurry), ("dark", dark), ("tiny", tiny)):
@@ -148,6 +152,8 @@ def _outliers(count: int, rng: np.random.Generator, truth: dict) -> list[dict]:
                      "label": CLASS_NAMES[label], "caption": _caption(label, rng), "split": split,
                      "pixels": number, "kind": "outlier", "true": None})
         truth["outlier"].append(sample_id)
+        if OUTLIER_SHAPES[number % len(OUTLIER_SHAPES)] != "noise":
+            truth["quality"]["low_information"].append(sample_id)
     return rows
 
 
@@ -196,12 +202,12 @@ def _outlier_image(number: int) -> Image.Image:
     background = tuple(int(c) for c in rng.integers(0, 256, 3))
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), background)
     draw = ImageDraw.Draw(image)
-    shape = number % 4
-    if shape == 0:
+    shape = OUTLIER_SHAPES[number % len(OUTLIER_SHAPES)]
+    if shape == "disc":
         draw.ellipse([4, 4, 28, 28], fill=colour)
-    elif shape == 1:
+    elif shape == "bar":
         draw.rectangle([6, 10, 26, 22], fill=colour)
-    elif shape == 2:
+    elif shape == "stripes":
         for x in range(0, IMAGE_SIZE, 6):
             draw.rectangle([x, 0, x + 2, IMAGE_SIZE], fill=colour)
     else:

@@ -157,14 +157,15 @@ def _flatten(value) -> list[str]:
 
 
 def demo_scores(out_dir: Path, embedder: str,
-                params: dict | None = None) -> tuple[pd.DataFrame, dict]:
-    """Generate the demo, ingest it into a fresh store and audit it with the real plan."""
+                params: dict | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """Generate the demo, ingest it into a fresh store and audit it with the real plan; return
+    the scores, the truth and what the run recorded about its embedder."""
     from audit.datasets import ingest
     from audit.demo import generate_demo
     from audit.plan import run_audit
     from audit.settings import load_settings
     from audit.store import Store
-    from audit.store.runs import scores_frame
+    from audit.store.runs import get_run, scores_frame
 
     manifest, truth_path = generate_demo(out_dir / "files", seed=SEED)
     settings = load_settings(toml_path=out_dir / "absent.toml",
@@ -174,13 +175,15 @@ def demo_scores(out_dir: Path, embedder: str,
     config = {"embedder": embedder, "device": "cpu", "k": K, "folds": FOLDS, "seed": SEED,
               "params": params or {}}
     run_id = run_audit(store, settings, dataset_id, config)
-    return scores_frame(store, run_id), json.loads(truth_path.read_text())
+    embedder_summary = json.loads(get_run(store, run_id)["summary"] or "{}").get("embedder")
+    return scores_frame(store, run_id), json.loads(truth_path.read_text()), embedder_summary
 
 
 def demo_table(embedder: str, params: dict | None = None) -> pd.DataFrame:
-    """Precision, recall, F1 and AUROC of every detector that ran on the demo."""
+    """Precision, recall, F1 and AUROC of every detector that ran on the demo; the run's
+    embedder summary (which embedder ran and why) in ``attrs["embedder"]``."""
     with tempfile.TemporaryDirectory() as tmp:
-        scores, truth = demo_scores(Path(tmp), embedder, params)
+        scores, truth, embedder_summary = demo_scores(Path(tmp), embedder, params)
     rows = []
     for name, frame in scores.groupby("detector", sort=False):
         planted = frame["sample_id"].isin(truth_ids(truth, DEMO_TRUTH[name])).to_numpy()
@@ -189,7 +192,9 @@ def demo_table(embedder: str, params: dict | None = None) -> pd.DataFrame:
                                    frame["score"].to_numpy(float), planted)})
     order = {name: i for i, name in enumerate(DETECTOR_ORDER)}
     table = pd.DataFrame(rows).drop(columns="method")
-    return table.sort_values("detector", key=lambda c: c.map(order)).reset_index(drop=True)
+    table = table.sort_values("detector", key=lambda c: c.map(order)).reset_index(drop=True)
+    table.attrs["embedder"] = embedder_summary
+    return table
 
 
 # --- CIFAR-10N ------------------------------------------------------------------------------
@@ -305,22 +310,30 @@ def print_table(title: str, frame: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedder", action="append", choices=("imagenet", "pixels", "cnn"))
+    parser.add_argument("--embedder", action="append",
+                        choices=("auto", "imagenet", "pixels", "cnn"),
+                        help="repeatable; default auto, imagenet and pixels (auto is imagenet or "
+                             "pixels, settled per dataset: audit/embedders/auto_choice.py)")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--cache", type=Path, help="folder to cache CIFAR embeddings in")
     args = parser.parse_args(argv)
-    embedders = args.embedder or ["imagenet", "pixels"]
+    embedders = args.embedder or ["auto", "imagenet", "pixels"]
     print(f"machine: {platform.machine()} {platform.system()}, python {platform.python_version()}")
     if not args.skip_demo:
         for embedder in embedders:
-            print_table(f"Demo, {embedder} embedder", demo_table(embedder))
+            table = demo_table(embedder)
+            print(f"demo, --embedder {embedder}: {json.dumps(table.attrs['embedder'])}")
+            print_table(f"Demo, {embedder} embedder", table)
     if not args.skip_cifar and CIFAR_PATH.exists():
         cifar_report(dict(np.load(CIFAR_PATH)), embedders, args.cache)
     return 0
 
 
 def cifar_report(data: dict, embedders: list[str], cache: Path | None) -> None:
+    if "auto" in embedders:
+        print_table("CIFAR-10N: what auto settles on", auto_choice_table(data, cache))
+        embedders = [name for name in embedders if name != "auto"] or ["imagenet"]
     lines = []
     for column in CIFAR_COLUMNS:
         truth_count = int((data[column] != data["clean_label"]).sum())
@@ -330,6 +343,20 @@ def cifar_report(data: dict, embedders: list[str], cache: Path | None) -> None:
             print_table(f"CIFAR-10N {column} ({truth_count} errors), {config}", table)
             lines.append(calibration_line(column, config, table, summary, truth_count))
     print_table("overall: automatic flags and ranking, every configuration", pd.DataFrame(lines))
+
+
+def auto_choice_table(data: dict, cache: Path | None) -> pd.DataFrame:
+    """``auto``'s comparison (audit/embedders/auto_choice.py) on each label column."""
+    from audit.embedders.auto_choice import compare_label_agreement
+
+    imagenet = cifar_embeddings(data, "aggre_label", "imagenet", cache)
+    pixels = cifar_embeddings(data, "aggre_label", "pixels", cache)
+    rows = []
+    for column in CIFAR_COLUMNS:
+        agreement = compare_label_agreement(imagenet, pixels, data[column].astype(np.int64), SEED)
+        rows.append({"labels": column, **agreement.as_dict("imagenet"),
+                     "auto uses": "pixels" if agreement.prefers_pixels else "imagenet"})
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

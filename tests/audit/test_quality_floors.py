@@ -1,30 +1,41 @@
 """Detection-quality floors, with margin, on the demo's planted problems and on CIFAR-10N.
 
-The demo goes through the real product (ingest, ``run_audit`` with the default offline
-``imagenet`` embedder); CIFAR-10N uses the first 3,000 images with their ``aggre_label``.
+The demo goes through the real product (ingest, ``run_audit`` with the default ``auto``
+embedder, which settles on ``pixels`` for the demo's 32 px digits); CIFAR-10N uses the first
+3,000 images with their ``aggre_label`` and the ``imagenet`` embedder that ``auto`` keeps there.
 The measured figures and the commands are in docs/benchmarks.md ("Detection quality").
 """
 
 import numpy as np
 import pytest
 
-from bench.bench_quality import CIFAR_PATH, calibration_line, cifar_table, demo_table, \
-    imagenet_vectors
+from audit.embedders.auto_choice import compare_label_agreement
+from bench.bench_quality import CIFAR_PATH, calibration_line, cifar_embeddings, cifar_table, \
+    demo_table, imagenet_vectors
 
 pytestmark = pytest.mark.slow
 
-# detector -> (minimum F1, minimum AUROC) with the imagenet embedder; measured values in the docs.
-DEMO_FLOORS = {"label_issue": (0.75, 0.97), "knn_label": (0.65, 0.97),
-               "training_dynamics": (0.45, 0.88), "overall": (0.8, 0.98),
-               "outlier": (0.7, 0.97), "near_duplicate": (0.85, 0.97),
-               "image_quality": (0.6, 0.95)}
+# detector -> (minimum F1, minimum AUROC) with the default embedder; measured values in the docs.
+DEMO_FLOORS = {"label_issue": (0.8, 0.97), "knn_label": (0.8, 0.97),
+               "training_dynamics": (0.8, 0.97), "overall": (0.88, 0.98),
+               "outlier": (0.9, 0.98), "near_duplicate": (0.85, 0.97),
+               "image_quality": (0.9, 0.97)}
 CIFAR_ROWS = 3000
 
 
 @pytest.fixture(scope="module")
 def demo() -> dict:
-    table = demo_table("imagenet")
-    return {row.detector: row for row in table.itertuples()}
+    table = demo_table("auto")
+    return {"embedder": table.attrs["embedder"],
+            **{row.detector: row for row in table.itertuples()}}
+
+
+def test_auto_settles_on_pixels_for_the_demo_digits_and_says_why(demo):
+    embedder = demo["embedder"]
+    agreement = embedder["label_agreement"]
+    assert embedder["name"] == "pixels" and embedder["asked_for"] == "auto"
+    assert agreement["pixels"] > agreement["imagenet"] + 0.02 and agreement["z"] > 3
+    assert "pixels chosen over imagenet" in embedder["why"]
 
 
 @pytest.mark.parametrize("detector", sorted(DEMO_FLOORS))
@@ -39,20 +50,28 @@ def cifar_aggre():
     if not CIFAR_PATH.exists():
         pytest.skip(f"{CIFAR_PATH} is absent (a benchmark data set, not shipped with Sieve)")
     data = {key: value[:CIFAR_ROWS] for key, value in np.load(CIFAR_PATH).items()}
-    table, summary = cifar_table(data, "aggre_label", imagenet_vectors(data["images"]))
+    vectors = imagenet_vectors(data["images"])
+    table, summary = cifar_table(data, "aggre_label", vectors)
     truth_count = int((data["aggre_label"] != data["clean_label"]).sum())
     line = calibration_line("aggre_label", "imagenet", table, summary, truth_count)
-    return {row["method"]: row for row in table.to_dict("records")}, line
+    pixels = cifar_embeddings(data, "aggre_label", "pixels", None)
+    agreement = compare_label_agreement(vectors, pixels, data["aggre_label"].astype(np.int64))
+    return {row["method"]: row for row in table.to_dict("records")}, line, agreement
+
+
+def test_auto_keeps_imagenet_for_cifar_photos(cifar_aggre):
+    agreement = cifar_aggre[2]
+    assert not agreement.prefers_pixels and agreement.pretrained > agreement.pixels + 0.2
 
 
 def test_cifar_overall_ranks_real_label_errors_first(cifar_aggre):
-    rows, line = cifar_aggre
+    rows, line, _ = cifar_aggre
     assert line["auroc"] >= 0.90 and line["p@48"] >= 0.9
     assert line["auroc"] >= line["best single auroc"] - 0.005
 
 
 def test_cifar_overall_flags_about_as_many_as_there_are_errors(cifar_aggre):
-    rows, line = cifar_aggre
+    rows, line, _ = cifar_aggre
     assert 0.7 <= line["flagged / true"] <= 1.3, line
     assert line["f1"] >= line["best f1"] - 0.07 and line["f1"] >= 0.5
     low, high = line["interval 90%"]
@@ -60,7 +79,7 @@ def test_cifar_overall_flags_about_as_many_as_there_are_errors(cifar_aggre):
 
 
 def test_cifar_overall_beats_datalab_label_issues(cifar_aggre):
-    rows, _ = cifar_aggre
+    rows, _, _ = cifar_aggre
     datalab = next(v for k, v in rows.items() if k.startswith("cleanlab Datalab"))
     assert rows["sieve overall"]["f1"] > datalab["f1"] + 0.02
     assert np.isclose(rows["sieve label_issue"]["f1"], rows["cleanlab find_label_issues"]["f1"])
