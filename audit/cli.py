@@ -8,15 +8,16 @@ other layer, and none calls it.
 from __future__ import annotations
 
 import argparse
-import os
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
 
 from audit.embedders import EMBEDDER_CHOICES
-from audit.errors import AuditError
-from audit.settings import Settings, load_settings
+from audit.errors import AuditError, ConfigError
+from audit.settings import Settings, check_data_home, config_path, load_settings
 from audit.store import Store
+from audit.store.datasets import DATASET_REFERENCE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPORT_FORMATS = ("parquet", "csv", "jsonl", "imagefolder")
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        check_data_home(settings)
         return int(args.handler(args, settings) or 0)
     except AuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -70,7 +72,19 @@ def _ingest(args, settings: Settings) -> int:
     name = get_dataset(store, dataset_id).name
     print(f"ingested {name!r} (id {dataset_id}): {row.samples} samples, {row.classes} classes, "
           f"{row.load_errors} unreadable")
+    _print_unreadable(store, dataset_id)
     return 0
+
+
+def _print_unreadable(store: Store, dataset_id: int, shown: int = 3) -> None:
+    from audit.store.datasets import samples_frame
+
+    samples = samples_frame(store, dataset_id)
+    unreadable = samples[samples["load_error"].notna()]
+    for sample in unreadable.head(shown).itertuples():
+        print(f"  unreadable {sample.path}: {sample.load_error}", file=sys.stderr)
+    if len(unreadable) > shown:
+        print(f"  ... and {len(unreadable) - shown} more (see the Datasets page)", file=sys.stderr)
 
 
 def _add_datasets(commands) -> None:
@@ -91,13 +105,17 @@ def _datasets(args, settings: Settings) -> int:
     return 0
 
 
+def _add_dataset_argument(cmd) -> None:
+    cmd.add_argument("dataset", help=DATASET_REFERENCE)
+
+
 # --- run / jobs / cancel -------------------------------------------------------------------
 
 def _add_run(commands) -> None:
     cmd = commands.add_parser("run", help="queue an audit of a dataset",
                               description="Queue an audit job; a background worker runs it. "
                               "Options left out take their values from the settings.")
-    cmd.add_argument("dataset", help="dataset name or id")
+    _add_dataset_argument(cmd)
     cmd.add_argument("--detectors", help="comma-separated detector names (default: all)")
     cmd.add_argument("--embedder", choices=EMBEDDER_CHOICES,
                      help="auto (CLIP if its weights load, else imagenet), clip, imagenet, "
@@ -127,10 +145,24 @@ def _run(args, settings: Settings) -> int:
     from audit.plan import AuditConfig
     from jobs.queue import enqueue_audit
 
+    _check_supplied_files(store, dataset.id, args)
     config = AuditConfig.from_dict(_config_overrides(args), settings)
     job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
     print(f"queued job {job_id} for dataset {dataset.name!r}")
     return _wait(store, settings, job_id) if args.wait else 0
+
+
+def _check_supplied_files(store: Store, dataset_id: int, args) -> None:
+    """Refuse a supplied .npy whose header does not fit the dataset before queueing."""
+    from audit.store.datasets import samples_frame
+    from audit.supplied import check_supplied_file
+
+    supplied = {"embeddings": args.embeddings, "pred_probs": args.pred_probs}
+    if any(supplied.values()):
+        n_samples = len(samples_frame(store, dataset_id))
+        for what, path in supplied.items():
+            if path:
+                check_supplied_file(path, what, n_samples)
 
 
 def _config_overrides(args) -> dict:
@@ -164,7 +196,7 @@ def _add_order(commands) -> None:
                               description="Write DIR/sample_order.csv (row i of a supplied .npy "
                               "is the sample with row_index i) and DIR/class_order.txt (column k "
                               "of pred_probs is the class on line k+1).")
-    cmd.add_argument("dataset", help="dataset name or id")
+    _add_dataset_argument(cmd)
     cmd.add_argument("--out", type=Path, required=True, help="folder to write the two files in")
     _add_class_order(cmd)
     cmd.set_defaults(handler=_order)
@@ -202,8 +234,14 @@ def _add_jobs(commands) -> None:
     cmd = commands.add_parser("jobs", help="list audit jobs, or show one job's log",
                               description="List recent jobs with their status and progress.")
     cmd.add_argument("--log", type=int, metavar="ID", help="print the log of job ID")
-    cmd.add_argument("--limit", type=int, default=20, help="how many jobs to list")
+    cmd.add_argument("--limit", type=_positive_int, default=20, help="how many jobs to list")
     cmd.set_defaults(handler=_jobs)
+
+
+def _positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _jobs(args, settings: Settings) -> int:
@@ -244,7 +282,7 @@ def _add_export(commands) -> None:
     cmd = commands.add_parser("export", help="write the cleaned dataset",
                               description="Export a cleaned copy of a dataset: reviewed "
                               "decisions always apply; other rules are opt-in.")
-    cmd.add_argument("dataset", help="dataset name or id")
+    _add_dataset_argument(cmd)
     cmd.add_argument("--out", type=Path, required=True, help="new or empty output folder")
     cmd.add_argument("--format", choices=EXPORT_FORMATS, default="parquet")
     cmd.add_argument("--run", type=int, help="run whose scores to use (default: the latest)")
@@ -288,23 +326,61 @@ def _export(args, settings: Settings) -> int:
 
 def _add_serve(commands) -> None:
     cmd = commands.add_parser("serve", help="start the dashboard",
-                              description="Start the Streamlit dashboard (127.0.0.1 by default).")
+                              description="Start the Streamlit dashboard on 127.0.0.1. It has "
+                              "no login: binding another address needs --allow-remote.")
     cmd.add_argument("--port", type=int, help="port (default: the port setting, 8501)")
-    cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    cmd.add_argument("--host", help="address to bind (default: the host setting, 127.0.0.1)")
+    _add_allow_remote(cmd)
     cmd.set_defaults(handler=_serve)
 
 
+def _add_allow_remote(cmd) -> None:
+    cmd.add_argument("--allow-remote", action="store_true",
+                     help="let the dashboard bind a non-loopback address: anyone who reaches it "
+                          "can see every dataset and record decisions and exports, with no login")
+
+
 def _serve(args, settings: Settings) -> int:
-    return serve(settings, args.host or settings.host, args.port or settings.port)
+    host = args.host or settings.host
+    check_host(host, args.allow_remote)
+    return serve(settings, host, args.port or settings.port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback address unless ``allow_remote``; warn when it is allowed."""
+    if is_loopback(host):
+        return
+    if not allow_remote:
+        raise ConfigError(
+            f"refusing to serve on {host}: the dashboard has no login, so any address but "
+            "127.0.0.1 exposes every dataset's images, decisions and exports to the network; "
+            "pass --allow-remote to do it anyway (README: Serving beyond this machine)"
+        )
+    print(f"warning: serving on {host} with no login: anyone who can reach it can browse every "
+          "dataset, record decisions, ingest folders and write exports on this machine",
+          file=sys.stderr, flush=True)
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
+    """Run the dashboard with exactly this command's settings: every setting is passed to
+    Streamlit's process as ``AUDIT_*`` (it runs from the project folder, not the caller's)."""
+    from jobs.queue import worker_environment
+
     command = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
-    env = dict(os.environ, AUDIT_DATA_HOME=str(Path(settings.data_home).resolve()))
+    env = dict(worker_environment(settings), AUDIT_CONFIG=str(config_path().resolve()))
     print(f"Sieve dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
     return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
 
@@ -317,6 +393,7 @@ def _add_demo(commands) -> None:
     cmd.add_argument("--no-serve", action="store_true", help="stop after the audit finishes")
     cmd.add_argument("--port", type=int, help="dashboard port (default 8501)")
     cmd.add_argument("--seed", type=int, default=0, help="seed for the demo dataset")
+    _add_allow_remote(cmd)
     cmd.set_defaults(handler=_demo)
 
 
@@ -325,6 +402,8 @@ def _demo(args, settings: Settings) -> int:
     from audit.plan import AuditConfig
     from jobs.queue import enqueue_audit
 
+    if not args.no_serve:
+        check_host(settings.host, args.allow_remote)
     store = Store.from_settings(settings)
     dataset_id = ensure_demo_dataset(store, settings, seed=args.seed,
                                      progress=_print_progress("demo"))

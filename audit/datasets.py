@@ -5,24 +5,27 @@ Layouts:
 - manifest: columns ``path`` (relative to the manifest) and ``label``, optional ``caption``,
   ``split`` and ``id``; other columns are kept as the sample's ``extra``.
 
-Whole-dataset problems (missing columns, blank labels, duplicate ids, a path outside the
-root, ...) refuse the dataset with a message naming the row and the fix. A file that cannot be
-decoded is ingested with its ``load_error`` recorded. The dataset and all its samples are
-written in one transaction.
+Whole-dataset problems (missing columns, blank labels, duplicate ids, a path or a link that
+leads outside the root, ...) refuse the dataset with a message naming the row or file and the
+fix. Files are hashed in chunks, never read whole; a file that cannot be decoded, a special file
+(FIFO, device, socket) or one over ``max_file_bytes`` is ingested with its ``load_error``
+recorded. The dataset and all its samples are written in one transaction.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from audit.errors import InputError
-from audit.images import IMAGE_SUFFIXES, inspect_image
+from audit.images import IMAGE_SUFFIXES, inspect_image, open_regular_file, sample_file, too_large
 from audit.settings import Settings
 from audit.store import Store
 from audit.store.datasets import create_dataset
@@ -40,7 +43,7 @@ def ingest(store: Store, source: Path, settings: Settings, name: str | None = No
     source = Path(source).expanduser().resolve()
     if not source.exists():
         raise InputError(f"{source} does not exist; give an image folder or a manifest file")
-    listing, root, kind = _listing(source)
+    listing, root, kind = _listing(source, settings)
     samples = _inspect_all(listing, root, settings, progress or _quiet)
     return create_dataset(store, name or _default_name(source), str(source), kind, str(root), samples)
 
@@ -53,11 +56,11 @@ def _default_name(source: Path) -> str:
     return source.stem if source.is_file() else source.name
 
 
-def _listing(source: Path) -> tuple[pd.DataFrame, Path, str]:
+def _listing(source: Path, settings: Settings) -> tuple[pd.DataFrame, Path, str]:
     if source.is_dir():
-        return list_image_folder(source), source, "folder"
+        return list_image_folder(source, settings.follow_outside_links), source, "folder"
     if source.suffix.lower() in MANIFEST_SUFFIXES:
-        return read_manifest(source), source.parent, "manifest"
+        return read_manifest(source, settings), source.parent, "manifest"
     raise InputError(
         f"{source}: not a folder and not a manifest ({', '.join(sorted(MANIFEST_SUFFIXES))})"
     )
@@ -65,8 +68,10 @@ def _listing(source: Path) -> tuple[pd.DataFrame, Path, str]:
 
 # --- folders -------------------------------------------------------------------------------
 
-def list_image_folder(root: Path) -> pd.DataFrame:
-    """One row per image file: path (relative, POSIX), label, split, id."""
+def list_image_folder(root: Path, follow_links: bool) -> pd.DataFrame:
+    """One row per image file: path (relative, POSIX), label, split, id. A class folder or
+    file that is a link leading outside ``root`` (already resolved) refuses the folder unless
+    ``follow_links``, as a manifest row pointing outside its folder does."""
     top = _visible_dirs(root)
     split_dirs = [d for d in top if d.name in SPLITS]
     if split_dirs and len(split_dirs) != len(top):
@@ -76,7 +81,8 @@ def list_image_folder(root: Path) -> pd.DataFrame:
             f" {others}; put every class folder under train/, val/ or test/"
         )
     groups = [(d.name, d) for d in split_dirs] if split_dirs else [("train", root)]
-    rows = [row for split, folder in groups for row in _class_folder_rows(root, folder, split)]
+    rows = [row for split, folder in groups
+            for row in _class_folder_rows(root, folder, split, follow_links)]
     if not rows:
         raise InputError(
             f"{root}: no images found; expected ROOT/<class>/<image> or ROOT/<split>/<class>/<image>"
@@ -90,22 +96,34 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _class_folder_rows(root: Path, folder: Path, split: str) -> list[dict]:
+def _class_folder_rows(root: Path, folder: Path, split: str, follow_links: bool) -> list[dict]:
     rows = []
     for class_dir in _visible_dirs(folder):
+        _check_contained(root, class_dir, follow_links)
         for file in sorted(class_dir.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                if file.is_symlink():
+                    _check_contained(root, file, follow_links)
                 relative = file.relative_to(root).as_posix()
                 rows.append({"path": relative, "label": class_dir.name, "split": split,
                              "id": relative})
     return rows
 
 
+def _check_contained(root: Path, path: Path, follow_links: bool) -> None:
+    """Refuse a folder entry that leads outside ``root``. ``rglob`` does not descend into
+    linked folders, so below a checked class folder only a file that is itself a link can."""
+    try:
+        sample_file(root, path.relative_to(root), follow_links)
+    except InputError as exc:
+        raise InputError(f"{root}: {exc}") from None
+
+
 # --- manifests -----------------------------------------------------------------------------
 
-def read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: Path, settings: Settings) -> pd.DataFrame:
     """Read and validate a manifest; every problem names the row (1-based, header excluded)."""
-    frame = _read_table(path)
+    frame = _read_table(path, settings.max_file_bytes)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -119,16 +137,18 @@ def read_manifest(path: Path) -> pd.DataFrame:
     _check_blank(path, frame, "label")
     frame["split"] = _splits(path, frame)
     frame["id"] = _ids(path, frame)
-    _check_inside_root(path, frame)
+    _check_inside_root(path, frame, settings.follow_outside_links)
     return frame
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, max_bytes: int) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
+        data = _read_manifest_bytes(path, max_bytes)
         if suffix == ".parquet":
-            return pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None)
-        text = _read_utf8(path)
+            table = pd.read_parquet(io.BytesIO(data))
+            return table.astype(object).where(lambda f: f.notna(), None)
+        text = _decode_utf8(path, data)
         if suffix == ".jsonl":
             return _read_jsonl(path, text)
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -138,8 +158,15 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as {suffix[1:]} ({exc}); check the file") from exc
 
 
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
+def _read_manifest_bytes(path: Path, max_bytes: int) -> bytes:
+    with open_regular_file(path) as handle:
+        refused = too_large(os.fstat(handle.fileno()).st_size, max_bytes)
+        if refused:
+            raise InputError(f"{path}: manifest {refused}")
+        return handle.read()
+
+
+def _decode_utf8(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -159,6 +186,9 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix it") from exc
+        except RecursionError:
+            raise InputError(f"{path}: line {number} nests arrays or objects too deeply to read; "
+                             "flatten that record") from None
         if not isinstance(record, dict):
             raise InputError(f"{path}: line {number} is not a JSON object; write one object a line")
         records.append(record)
@@ -211,15 +241,13 @@ def _ids(path: Path, frame: pd.DataFrame) -> pd.Series:
     return ids
 
 
-def _check_inside_root(path: Path, frame: pd.DataFrame) -> None:
+def _check_inside_root(path: Path, frame: pd.DataFrame, follow_links: bool) -> None:
     root = path.parent.resolve()
     for index, relative in frame["path"].items():
-        target = (root / relative).resolve()
-        if Path(relative).is_absolute() or not target.is_relative_to(root):
-            raise InputError(
-                f"{path}: row {index + 1} path {relative!r} points outside the manifest's folder "
-                f"{root}; use paths relative to the manifest, inside it"
-            )
+        try:
+            sample_file(root, relative, follow_links)
+        except InputError as exc:
+            raise InputError(f"{path}: row {index + 1}: {exc}") from None
 
 
 # --- inspection ----------------------------------------------------------------------------
@@ -229,7 +257,9 @@ def _inspect_all(listing: pd.DataFrame, root: Path, settings: Settings,
     paths = [root / p for p in listing["path"]]
     facts = []
     with ThreadPoolExecutor(max_workers=max(1, settings.ingest_workers)) as pool:
-        for done, fact in enumerate(pool.map(lambda p: inspect_image(p, settings.max_image_pixels), paths), 1):
+        facts_of = partial(inspect_image, max_pixels=settings.max_image_pixels,
+                           max_bytes=settings.max_file_bytes)
+        for done, fact in enumerate(pool.map(facts_of, paths), 1):
             facts.append(fact)
             if done % 256 == 0 or done == len(paths):
                 progress(done / len(paths), f"read {done}/{len(paths)} images")

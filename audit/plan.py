@@ -31,6 +31,7 @@ import audit
 from audit.classes import check_order_names, class_order
 from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import Cancelled, ConfigError, InputError
+from audit.images import sample_file
 from audit.settings import Settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
@@ -241,7 +242,8 @@ class AuditRun:
         self.report("load", 0.0, "loading samples")
         frame = dataset_store.samples_frame(self.store, dataset.id)
         table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name,
-                                       self.config.class_order)
+                                       self.config.class_order,
+                                       follow_links=self.settings.follow_outside_links)
         if table.unreadable:
             self.note("samples", f"{table.unreadable} of {table.total} samples have unreadable "
                                  "images (see their load errors) and are not scored")
@@ -309,14 +311,42 @@ class AuditRun:
         self.summary["embedder"] = {"name": embedder.name, "model_id": embedder.model_id,
                                     "asked_for": self.config.embedder, "why": note}
         self.log(f"embedding {table.n:,} images with {embedder.model_id}")
-        result = embedder.embed(ImageRows(table.paths, table.sha256, table.labels),
-                                self.stage_progress("embed"), self._should_cancel)
+        rows = ImageRows(table.paths, table.sha256, table.labels)
+        result = embedder.embed(rows, self.stage_progress("embed"), self._should_cancel)
+        if self.config.embedder == "auto" and embedder.name != "pixels":
+            embedder, result = self.settle_auto(embedder, result, rows)
         self.model_ids["embedder"] = result.model_id
         table = self.drop_failed(table, result.failed)
         vectors = result.vectors[table.kept_rows]
         table = table.reindexed()
         self.clip = self.clip_for_detectors(table, getattr(embedder, "clip", None), vectors)
         return vectors, table
+
+    def settle_auto(self, pretrained, result, rows) -> tuple:
+        """``auto``'s last step: keep the pretrained vectors unless the pixels explain the
+        given labels clearly better (audit/embedders/auto_choice.py)."""
+        from audit.embedders.auto_choice import compare_label_agreement
+        from audit.embedders.pixels import PixelEmbedder
+
+        self.check_cancel()
+        self.log("embedding the same images as pixels, to compare")
+        pixel_embedder = PixelEmbedder(self.embed_context())
+        pixels = pixel_embedder.embed(rows, None, self._should_cancel)
+        usable = np.array([r not in result.failed and r not in pixels.failed
+                           for r in range(len(rows.paths))])
+        agreement = compare_label_agreement(result.vectors[usable], pixels.vectors[usable],
+                                            rows.labels[usable], self.config.seed)
+        summary = self.summary["embedder"]
+        summary["label_agreement"] = agreement.as_dict(pretrained.name)
+        if not agreement.prefers_pixels:
+            return pretrained, result
+        why = (f"pixels chosen over {pretrained.name}: nearest neighbours match the given label "
+               f"for {agreement.pixels:.1%} of samples against {agreement.pretrained:.1%} "
+               f"(z = {agreement.z:.1f})")
+        self.note("embedding choice", why)
+        summary.update(name="pixels", model_id=pixels.model_id,
+                       why="; ".join(filter(None, [summary["why"], why])))
+        return pixel_embedder, pixels
 
     def drop_failed(self, table: "SampleTable", failed: dict[int, str]) -> "SampleTable":
         if failed:
@@ -465,16 +495,18 @@ class SampleTable:
     class_names: list[str]
     total: int
     kept_rows: np.ndarray | None = None
+    follow_links: bool = False
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, root: Path, name: str,
-                   explicit_order: list[str] | None = None) -> "SampleTable":
+                   explicit_order: list[str] | None = None,
+                   follow_links: bool = False) -> "SampleTable":
         class_names = class_order(frame["label"], explicit_order)
         usable = frame[frame["load_error"].isna()].reset_index(drop=True)
         if usable.empty:
             raise InputError(f"dataset {name!r}: none of its {len(frame)} images could be read "
                              "(see each sample's load error); fix the files and ingest again")
-        return cls(usable, root.resolve(), class_names, len(frame))
+        return cls(usable, root.resolve(), class_names, len(frame), follow_links=follow_links)
 
     @property
     def n(self) -> int:
@@ -499,7 +531,7 @@ class SampleTable:
 
     @property
     def paths(self) -> list[Path]:
-        return [contained_path(self.root, p) for p in self.frame["path"]]
+        return [sample_file(self.root, p, self.follow_links) for p in self.frame["path"]]
 
     def without(self, rows: list[int]) -> "SampleTable":
         kept = np.setdiff1d(np.arange(self.n), rows)
@@ -524,7 +556,8 @@ class SampleTable:
             captions=None if captions.isna().all() else [None if pd.isna(c) else str(c)
                                                           for c in captions],
             embeddings=embeddings, pred_probs=pred_probs, knn=knn,
-            load_image=lambda row: load_rgb(contained_path(root, relative[row]), max_pixels),
+            load_image=lambda row: load_rgb(sample_file(root, relative[row], self.follow_links),
+                                            max_pixels),
             clip=clip, seed=seed,
             device=device)
 
@@ -534,15 +567,6 @@ def probe_summary(pred_probs: np.ndarray, labels: np.ndarray, source: str) -> di
     (the probe's cross-validated accuracy against the labels as given, noise included)."""
     agreement = float((pred_probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
     return {"source": source, "agreement_with_labels": round(agreement, 4)}
-
-
-def contained_path(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing any path that resolves outside the dataset's root."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise InputError(f"sample path {relative!r} escapes the dataset root {root}; "
-                         "re-ingest the dataset from its folder or manifest")
-    return path
 
 
 def required_inputs(names: list[str]) -> frozenset[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from audit.errors import ConfigError
 
 ENV_PREFIX = "AUDIT_"
 TOML_NAME = "audit.toml"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 def _field(default, doc: str):
@@ -25,15 +28,27 @@ def _field(default, doc: str):
 class Settings:
     data_home: Path = _field(Path("data"), "Folder for the database, caches, demo data and logs.")
     lock_timeout_s: float = _field(
-        30.0, "How long an access waits for another process's lock on the database file."
+        30.0, "How long an access waits for another Sieve process's turn at the database file."
+    )
+    audit_lock_wait_s: float = _field(
+        300.0, "How long a running audit retries (with backoff) while a program outside Sieve "
+        "holds the database file; commands and the dashboard say at once which program it is."
     )
     max_image_pixels: int = _field(
         100_000_000, "Images with more pixels are refused (decompression-bomb guard)."
     )
+    max_file_bytes: int = _field(
+        268_435_456, "Image and manifest files larger than this (256 MiB) are not read; an image "
+        "over it is recorded as unreadable, a manifest over it is refused."
+    )
+    follow_outside_links: bool = _field(
+        False, "Read files through symbolic links that lead outside the dataset folder (off: "
+        "ingest refuses such a link and nothing reads through one)."
+    )
     ingest_workers: int = _field(4, "Threads that read and hash images during ingestion.")
     embedder: str = _field(
-        "auto", "Embedder: auto (clip if its weights load, else imagenet), clip, imagenet, pixels "
-        "or cnn."
+        "auto", "Embedder: auto (clip if its weights load, else imagenet; pixels instead when they "
+        "explain the labels clearly better), clip, imagenet, pixels or cnn."
     )
     clip_model: str = _field("ViT-B-32", "open_clip model name.")
     clip_pretrained: str = _field(
@@ -45,11 +60,15 @@ class Settings:
     knn_k: int = _field(10, "Neighbours per example in the shared kNN graph.")
     folds: int = _field(5, "Folds for the cross-fitted out-of-sample probabilities.")
     seed: int = _field(0, "Random seed for folds, training and the demo.")
-    host: str = _field("127.0.0.1", "Address the dashboard binds to.")
+    host: str = _field(
+        "127.0.0.1", "Address the dashboard binds to; any other than a loopback address needs "
+        "`serve --allow-remote` (the dashboard has no login)."
+    )
     port: int = _field(8501, "Port the dashboard listens on.")
     heartbeat_s: float = _field(2.0, "Seconds between a worker's progress/heartbeat writes.")
     stale_after_s: float = _field(
-        60.0, "A running job whose heartbeat is older than this and whose pid is dead is failed."
+        60.0, "A running job of another host whose heartbeat is older than this is failed (on "
+        "this host a job is failed as soon as its worker is gone)."
     )
 
     @property
@@ -65,10 +84,17 @@ def field_docs() -> dict[str, str]:
     return {f.name: f.metadata["doc"] for f in dataclasses.fields(Settings)}
 
 
+def config_path(env: dict[str, str] | None = None) -> Path:
+    """The ``audit.toml`` that settings are read from: ``AUDIT_CONFIG``, else the working
+    directory's."""
+    env = os.environ if env is None else env
+    return Path(env.get("AUDIT_CONFIG", TOML_NAME))
+
+
 def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Build Settings from the defaults, then ``audit.toml``, then ``AUDIT_*`` variables."""
     env = dict(os.environ) if env is None else env
-    toml_path = Path(env.get("AUDIT_CONFIG", TOML_NAME)) if toml_path is None else toml_path
+    toml_path = config_path(env) if toml_path is None else toml_path
     values: dict[str, object] = {}
     values.update(_read_toml(toml_path))
     values.update(_read_env(env))
@@ -106,6 +132,34 @@ def _coerce(name: str, raw: object) -> object:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            return _as_bool(raw)
         return str(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"setting {name}={raw!r} is not a valid {kind}; fix it") from exc
+
+
+def _as_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(f"expected one of {sorted(TRUE_WORDS | FALSE_WORDS)}")
+    return text in TRUE_WORDS
+
+
+def check_data_home(settings: Settings) -> Path:
+    """The data home, created if missing; a ``ConfigError`` when this process cannot write
+    there (a read-only disk or folder), which every command and page needs to."""
+    home = Path(settings.data_home)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=home).close()
+        if settings.db_path.exists() and not os.access(settings.db_path, os.W_OK):
+            raise PermissionError(f"{settings.db_path} is read-only")
+    except OSError as exc:
+        raise ConfigError(
+            f"data home {home.resolve()} is not writable ({exc.strerror or exc}); set data_home "
+            "in audit.toml or AUDIT_DATA_HOME to a folder you can write, or fix its permissions"
+        ) from exc
+    return home

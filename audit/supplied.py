@@ -11,6 +11,7 @@ better than chance, or much better once its columns are permuted, are refused as
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit.embedders import l2_normalise
+from audit.embedders import check_vectors, l2_normalise
 from audit.errors import InputError
+from audit.images import open_regular_file
 
 PROB_SUM_TOLERANCE = 1e-3
 MIN_ROWS_FOR_AGREEMENT = 20     # fewer decisive rows: the agreement checks are skipped (noise)
@@ -32,17 +34,63 @@ ORDER_FIX = ("columns must follow the class order written by `python -m audit or
              "--out DIR` (class_order.txt), or pass --class-order with the order your columns use")
 
 
-def load_array(path: str | Path, what: str) -> np.ndarray:
+def read_header(path: str | Path, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file declares, checked against the bytes it holds,
+    without reading its data (a header may declare 80 GB in a 100-byte file)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found; give the path of a .npy file")
+    try:
+        with open_regular_file(path) as handle:
+            shape, dtype = _parse_header(handle)
+            held = os.fstat(handle.fileno()).st_size - handle.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy array without pickle ({exc}); save it "
+                         "with numpy.save from a numeric array") from exc
+    if dtype.hasobject:
+        raise InputError(f"{path}: not a readable .npy array without pickle (it holds Python "
+                         "objects); save it with numpy.save from a numeric array")
+    if not np.issubdtype(dtype, np.number):
+        raise InputError(f"{path}: {what} must be a numeric array, got dtype {dtype}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > held:
+        raise InputError(f"{path}: its header declares a {what} array of shape {shape} "
+                         f"({declared:,} bytes) but the file holds {held:,} bytes of data; the "
+                         "file is truncated or damaged, save it again with numpy.save")
+    return shape, dtype
+
+
+def _parse_header(handle) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, _fortran_order, dtype = readers[version](handle)
+    return shape, dtype
+
+
+def check_supplied_file(path: str | Path, what: str, n_samples: int) -> None:
+    """Before an audit is queued: the file's header declares one row per sample (2-D), and
+    the file holds that much data. The values are checked when the audit loads them."""
+    shape, _dtype = read_header(path, what)
+    if len(shape) != 2 or shape[0] != n_samples:
+        raise InputError(f"{Path(path).expanduser()}: {what} has shape {shape}, expected "
+                         f"({n_samples}, ...): one row per sample of the dataset, in the order "
+                         "`python -m audit order DATASET --out DIR` writes")
+
+
+def load_array(path: str | Path, what: str) -> np.ndarray:
+    read_header(path, what)
+    path = Path(path).expanduser()
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path}: not a readable .npy array without pickle ({exc}); save it "
                          "with numpy.save from a numeric array") from exc
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-        raise InputError(f"{path}: {what} must be a numeric array, got dtype {array.dtype}")
+    except MemoryError:
+        raise InputError(f"{path}: the {what} array does not fit in memory; reduce its width "
+                         "or store it as float32") from None
     return array
 
 
@@ -57,13 +105,11 @@ def _check_rows(path: Path, array: np.ndarray, n_samples: int, what: str, width_
 
 
 def load_embeddings(path: str | Path, n_samples: int) -> np.ndarray:
-    """Checked, L2-normalised float32 embeddings, one row per sample (source order)."""
+    """Checked, L2-normalised float32 embeddings, one row per sample (source order): no NaN or
+    infinite value, none beyond float32's range, no all-zero row (``check_vectors``)."""
     array = load_array(path, "embeddings")
     _check_rows(Path(path), array, n_samples, "embeddings", "d")
-    zero = np.flatnonzero(np.linalg.norm(array, axis=1) == 0)
-    if len(zero):
-        raise InputError(f"{path}: embeddings row {zero[0]} is all zeros ({len(zero)} such rows);"
-                         " a zero vector has no direction, recompute it")
+    check_vectors(array, str(path), np.arange(len(array)), "recompute or drop those samples")
     return l2_normalise(array)
 
 
@@ -194,10 +240,14 @@ def write_order_files(samples: pd.DataFrame, class_names: list[str],
     """``sample_order.csv`` (rows of a supplied array) and ``class_order.txt`` (columns of
     pred_probs, one class per line) in ``out_dir``, each written atomically."""
     out_dir = Path(out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
     sample_path, class_path = out_dir / "sample_order.csv", out_dir / "class_order.txt"
-    write_atomically(sample_path, sample_order_frame(samples).to_csv(index=False))
-    write_atomically(class_path, "".join(f"{name}\n" for name in class_names))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(sample_path, sample_order_frame(samples).to_csv(index=False))
+        write_atomically(class_path, "".join(f"{name}\n" for name in class_names))
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot write the order files there ({exc.strerror or exc});"
+                         " give a folder you can write (it is created if missing)") from exc
     return [sample_path, class_path]
 
 

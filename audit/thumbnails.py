@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from audit.errors import InputError
-from audit.images import ImageLoadError, load_rgb
+from audit.images import ImageLoadError, load_rgb, sample_file
 from audit.settings import Settings
 
 GRID_SIZE = 192
@@ -40,20 +40,9 @@ def thumbnail(settings: Settings, root: str | Path, relative_path: str, sha256: 
         raise ImageLoadError("the file could not be read when the dataset was ingested")
     target = thumbnail_path(settings, sha256, size)
     if not target.is_file():
-        image = load_rgb(source_path(root, relative_path), settings.max_image_pixels)
+        source = sample_file(Path(root).resolve(), relative_path, settings.follow_outside_links)
+        image = load_rgb(source, settings.max_image_pixels)
         _write_atomically(shrink(image, size), target)
-    return target
-
-
-def source_path(root: str | Path, relative_path: str) -> Path:
-    """The sample's file inside its dataset root; refuses a path that escapes the root."""
-    base = Path(root).resolve()
-    target = (base / relative_path).resolve()
-    if Path(relative_path).is_absolute() or not target.is_relative_to(base):
-        raise InputError(
-            f"sample path {relative_path!r} points outside the dataset folder {base}; "
-            "re-ingest the dataset with paths inside it"
-        )
     return target
 
 

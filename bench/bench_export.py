@@ -6,14 +6,20 @@ five detectors' scores, a near-duplicate detector with sets and leaks, label sug
 and reviewed decisions for 1% of the samples. Rules: every detector flags, suggestions at
 0.9, dedupe, leakage from the test side.
 
-    python -m bench.bench_export                    # 100k preview, 20k export
-    python -m bench.bench_export --sizes 10000 --export-size 5000
+The Export page is timed under Streamlit's AppTest (the script runs as it does in the
+browser, minus the network) on its own dataset: opening it, a rerun that changes nothing the
+preview depends on (typing the output folder), the Export click, a rerun after the export
+(ticking a checkbox) and the zip that the download button builds when clicked.
+
+    python -m bench.bench_export                    # 100k preview, 20k export, 200k page
+    python -m bench.bench_export --sizes 10000 --export-size 5000 --page-size 0
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from audit.export import ExportRules, export_dataset, preview_export
+from audit.export.archive import zipped
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store.datasets import SAMPLE_COLUMNS, create_dataset
@@ -30,6 +37,7 @@ from audit.store.flags import Decision, record_decisions
 from audit.store.runs import create_run, finish_run, write_scores
 from bench import markdown_table
 
+PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "export.py"
 DETECTORS = ["label_issue", "knn_label", "outlier", "image_quality", "overall"]
 RULES = ExportRules(include_flagged=True, apply_suggested=0.9, dedupe=True, leakage="test")
 
@@ -83,10 +91,39 @@ def timed(action) -> tuple[object, float]:
     return value, time.perf_counter() - start
 
 
+def page_clicks(base: Path, n: int) -> list[dict]:
+    """The Export page's interactions on an n-row dataset with files, each timed."""
+    from streamlit.testing.v1 import AppTest
+
+    home = base / "page-data"
+    os.environ.update(AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(base / "absent.toml"))
+    settings = load_settings()
+    dataset_id = synthetic_dataset(Store.from_settings(settings), base / "page-src", n, True)
+    page = AppTest.from_file(str(PAGE), default_timeout=1800)
+    page.session_state["dataset_id"] = dataset_id
+    out = base / "page-out"
+    steps = [("open the page", lambda: page),
+             ("type the output folder", lambda: page.text_input(key="export_out").input(str(out))),
+             ("click Export", lambda: page.button(key="export_go").click()),
+             ("tick a checkbox after the export",
+              lambda: page.checkbox(key="export_overwrite").check())]
+    rows = []
+    for what, action in steps:
+        _, seconds = timed(lambda: action().run())
+        assert not page.exception, [e.value for e in page.exception]
+        rows.append({"what": f"page: {what}", "samples": n, "seconds": seconds, "removed": "-",
+                     "files/s": "-"})
+    archive, seconds = timed(lambda: zipped(out))
+    rows.append({"what": f"page: build the zip on download ({len(archive) / 2**20:.0f} MiB)",
+                 "samples": n, "seconds": seconds, "removed": "-", "files/s": "-"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--export-size", type=int, default=20_000)
+    parser.add_argument("--page-size", type=int, default=200_000, help="0: skip the page")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +144,8 @@ def main() -> None:
             rows.append({"what": f"export {fmt}", "samples": n, "seconds": seconds,
                          "removed": result.totals["removed"],
                          "files/s": f"{result.rows_written / seconds:,.0f}"})
+        if args.page_size:
+            rows += page_clicks(base, args.page_size)
     print(f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(markdown_table(pd.DataFrame(rows), digits=2))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from audit.export import ExportRules, preview_export
 from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store import explore as queries
@@ -44,11 +45,6 @@ def runs(store: Store, key: Version, dataset_id: int) -> pd.DataFrame:
 @st.cache_data(max_entries=32, show_spinner=False)
 def classes_and_splits(store: Store, key: Version, dataset_id: int) -> tuple[list[str], list[str]]:
     return queries.dataset_labels(store, dataset_id)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def known_detectors(store: Store, key: Version) -> list[str]:
-    return queries.known_detectors(store)
 
 
 @st.cache_data(max_entries=16, show_spinner="Indexing the run for Explore ...")
@@ -127,3 +123,9 @@ def run_issue_counts(store: Store, key: Version, dataset_id: int) -> pd.DataFram
 @st.cache_data(max_entries=16, show_spinner=False)
 def compare_runs(store: Store, run_a: int, run_b: int) -> pd.DataFrame:
     return queries.compare_runs(store, run_a, run_b)
+
+
+@st.cache_data(max_entries=16, show_spinner="Counting what the export would write ...")
+def export_preview(store: Store, key: Version, dataset_id: int,
+                   rules: ExportRules) -> pd.DataFrame:
+    return preview_export(store, dataset_id, rules)

@@ -1,7 +1,8 @@
 """The job queue as the CLI and the dashboard see it: enqueue, read, cancel, rerun, recover.
 
-Readers (``list_jobs``, ``get_job``) first fail the jobs whose worker died, so a crash shows up
-the next time anyone looks. Enqueueing starts a detached worker when none is alive.
+Enqueueing, every worker's loop and the readers (``list_jobs``, ``get_job``) first fail the
+jobs whose worker died, so a crash shows up at the next of these. Enqueueing starts a detached
+worker when none is alive.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from audit.store import Store
 from audit.store import jobs as job_store
 from audit.store.datasets import get_dataset
 from audit.store.runs import fail_running_runs_of_job
-from jobs.liveness import HOST, live_worker_pids, pid_alive
+from jobs.liveness import HOST, live_worker_pids, worker_alive
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AUDIT_KIND = "audit"
@@ -33,6 +34,7 @@ def enqueue_audit(store: Store, settings: Settings, dataset_id: int, config: dic
 
     get_dataset(store, dataset_id)
     checked = AuditConfig.from_dict(config, settings).to_dict()
+    recover_dead_jobs(store, settings)
     job_id = job_store.insert_job(store, dataset_id, AUDIT_KIND, checked)
     job_store.append_log(store, job_id, f"queued audit of dataset {dataset_id}")
     ensure_worker(settings)
@@ -81,24 +83,33 @@ def job_log(store: Store, job_id: int) -> list[str]:
 # --- crash recovery ------------------------------------------------------------------------
 
 def recover_dead_jobs(store: Store, settings: Settings | None = None) -> list[int]:
-    """Fail running jobs whose worker is gone (stale heartbeat and dead pid); their ids."""
-    stale_after_s = (settings or load_settings()).stale_after_s
+    """Fail running jobs whose worker is gone, and their runs; their ids."""
+    settings = settings or load_settings()
     recovered = []
-    for job in job_store.stale_running_jobs(store, stale_after_s):
-        reason = death_reason(job)
-        if reason and job_store.fail_stale_job(store, job["id"], stale_after_s, reason):
+    for job in job_store.running_jobs(store):
+        reason = death_reason(job, settings)
+        silent_s = 0.0 if job["host"] == HOST else settings.stale_after_s
+        if reason and job_store.fail_stale_job(store, job["id"], silent_s, reason):
             fail_running_runs_of_job(store, job["id"], reason)
             job_store.append_log(store, job["id"], f"failed: {reason}")
             recovered.append(job["id"])
     return recovered
 
 
-def death_reason(job: dict) -> str | None:
-    """Why a stale job's worker counts as dead, or None while its pid still runs here."""
-    if job["host"] == HOST and pid_alive(job["pid"]):
+def death_reason(job: dict, settings: Settings) -> str | None:
+    """Why a running job's worker counts as dead, or None while it may still be working.
+
+    On this host a worker is dead the moment it no longer holds its lock (``jobs.liveness``);
+    a worker on another host cannot be checked, so its job is dead once its heartbeat is older
+    than ``stale_after_s``."""
+    if job["host"] == HOST:
+        if worker_alive(settings.data_home, job["pid"]):
+            return None
+        return (f"worker pid {job['pid']} on this host stopped without finishing the job "
+                f"(last heartbeat {job['age_s']:.0f} s ago); rerun the job")
+    if job["age_s"] <= settings.stale_after_s:
         return None
-    where = "on this host" if job["host"] == HOST else f"on host {job['host']}"
-    return (f"worker pid {job['pid']} {where} stopped without finishing the job "
+    return (f"worker pid {job['pid']} on host {job['host']} stopped without finishing the job "
             f"(no heartbeat for {job['age_s']:.0f} s); rerun the job")
 
 

@@ -39,23 +39,23 @@ def work(settings: Settings, *, once: bool = False, poll_s: float = 1.0,
          idle_exit_s: float = 30.0, stop: threading.Event | None = None) -> int:
     """Run jobs until idle for ``idle_exit_s`` (or one job with ``once``); jobs run."""
     stop = stop or threading.Event()
-    store = Store.from_settings(settings)
-    pid_file = register_worker(settings.data_home)
+    store = Store.for_audit(settings)
+    worker_file = register_worker(settings.data_home)
     try:
-        return _claim_and_run(store, settings, once, poll_s, idle_exit_s, stop, pid_file)
+        return _claim_and_run(store, settings, once, poll_s, idle_exit_s, stop, worker_file)
     finally:
-        unregister_worker(pid_file)
+        unregister_worker(worker_file)
 
 
-def _claim_and_run(store, settings, once, poll_s, idle_exit_s, stop, pid_file) -> int:
+def _claim_and_run(store, settings, once, poll_s, idle_exit_s, stop, worker_file) -> int:
     ran, idle_since = 0, time.monotonic()
     while not stop.is_set():
         recover_dead_jobs(store, settings)
         job = job_store.claim_next_job(store, os.getpid(), HOST)
         if job is None and time.monotonic() - idle_since >= idle_exit_s:
-            job = _last_look(store, settings, pid_file)
-            if job is None:
+            if not _still_wanted(store, settings, worker_file):
                 break
+            continue
         if job is None:
             stop.wait(poll_s)
             continue
@@ -66,14 +66,15 @@ def _claim_and_run(store, settings, once, poll_s, idle_exit_s, stop, pid_file) -
     return ran
 
 
-def _last_look(store, settings, pid_file) -> dict | None:
-    """Withdraw the pid file, then look once more: a job queued meanwhile is never stranded
-    (its enqueuer either saw this worker and this look finds the job, or started another)."""
-    unregister_worker(pid_file)
-    job = job_store.claim_next_job(store, os.getpid(), HOST)
-    if job is not None:
-        register_worker(settings.data_home)
-    return job
+def _still_wanted(store, settings, worker_file) -> bool:
+    """Withdraw the worker file, then look once more: a job queued meanwhile is never stranded
+    (its enqueuer either saw this worker and this look finds the job, or started another).
+    A worker claims only while registered, so no running job ever lacks a live worker file."""
+    unregister_worker(worker_file)
+    if not job_store.has_queued_jobs(store):
+        return False
+    register_worker(settings.data_home)
+    return True
 
 
 # --- one job -------------------------------------------------------------------------------

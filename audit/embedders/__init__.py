@@ -6,7 +6,9 @@
 - ``pixels``: 32x32 thumbnails reduced with PCA; no weights, the honest floor.
 - ``cnn``: a small CNN trained on the data itself with cross-fitting; no weights needed.
 - ``auto``: ``clip`` when its pretrained weights load, else ``imagenet``, else ``pixels``
-  (each fallback says why, and the run records it).
+  (each fallback says why, and the run records it); then the plan also embeds with ``pixels``
+  and keeps them instead when they explain the given labels clearly better on this dataset
+  (``auto_choice``; the run records both agreements).
 
 Every embedder caches its vectors under ``<data_home>/embeddings/<model id>/`` by sample
 sha256 (see ``cache``), so a rerun with other detector settings does not recompute them.
@@ -20,13 +22,14 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from audit.errors import ConfigError, ModelUnavailableError
+from audit.errors import ConfigError, InputError, ModelUnavailableError
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 EMBEDDER_CHOICES = ("auto", "clip", "imagenet", "pixels", "cnn")
 # ``auto`` tries these in order; measured in docs/benchmarks.md ("Detection quality").
 AUTO_ORDER = ("clip", "imagenet", "pixels")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -58,6 +61,11 @@ class Embedding:
     vectors: np.ndarray
     model_id: str
     failed: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        usable = np.setdiff1d(np.arange(len(self.vectors)), list(self.failed))
+        check_vectors(self.vectors[usable], f"embedder {self.model_id}", usable,
+                      "its model or weights are broken for these images; try another embedder")
 
 
 class Embedder(Protocol):
@@ -102,7 +110,28 @@ def _build(name: str, context: EmbedContext, clip_model: str, clip_pretrained: s
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero), as float32."""
+    """Rows scaled to unit length (all-zero rows stay zero), as float32. Each row is first
+    divided by its largest magnitude, so a norm beyond float32's range (values near 1e38) does
+    not overflow to infinity and turn the row into zeros."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    if vectors.size == 0:
+        return vectors
+    largest = np.abs(vectors).max(axis=1, keepdims=True)
+    scaled = vectors / np.where(largest > 0, largest, 1.0)
+    return scaled / np.maximum(np.linalg.norm(scaled, axis=1, keepdims=True), 1e-12)
+
+
+def check_vectors(vectors: np.ndarray, source: str, rows: np.ndarray, fix: str) -> None:
+    """Refuse (``InputError``) embeddings that cannot stand for an image: a NaN or infinite
+    value, a value beyond float32's range (it would overflow when stored), or an all-zero row
+    (no direction). ``rows`` gives each vector's sample row, for the message."""
+    values = np.asarray(vectors, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        problems = (("has a NaN or infinite value", ~np.isfinite(values).all(axis=1)),
+                    (f"has a value beyond float32's range (±{FLOAT32_MAX:.2e})",
+                     (np.abs(values) > FLOAT32_MAX).any(axis=1)),
+                    ("is all zeros (a zero vector has no direction)", ~values.any(axis=1)))
+    for what, bad in problems:
+        if bad.any():
+            raise InputError(f"{source}: embeddings row {int(rows[np.argmax(bad)])} {what} "
+                             f"({int(bad.sum())} such row(s)); {fix}")

@@ -3,6 +3,7 @@
 - ``rules``: ``ExportRules``, what the user chose; ``plan``: what the rules do to each example;
 - ``inputs``: loading and checking against the store; ``writers``: manifests and image folders;
 - ``paths``: safe names and paths; ``staging``: write aside, move into place when complete;
+- ``csv_cells``: CSV quoting and the spreadsheet-formula rule;
 - ``provenance``: ``sieve_export.json``; ``exporter``: ``preview_export`` and ``export_dataset``.
 """
 

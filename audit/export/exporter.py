@@ -12,7 +12,9 @@ from audit.export.inputs import LoadedExport, load_inputs
 from audit.export.plan import build_plan, count_table
 from audit.export.provenance import build_provenance, counts_summary, write_provenance
 from audit.export.rules import ExportRules, check_format
-from audit.export.staging import PROVENANCE_NAME, check_out_dir, publish, staging_dir
+from audit.export.staging import (
+    PROVENANCE_NAME, check_out_dir, publish, staging_dir, written_files,
+)
 from audit.export.writers import WriteReport, rows_to_write, write_export
 from audit.store import Store
 from audit.store.exports import record_export
@@ -76,8 +78,8 @@ def export_dataset(store: Store, settings, dataset_id: int, out_dir: Path, fmt: 
     with staging_dir(out) as stage:
         report = write_export(rows, Path(loaded.dataset.root).resolve(), stage, fmt,
                               progress or _quiet)
-        write_provenance(stage, _provenance(loaded, fmt, plan, counts, report, rows),
-                         PROVENANCE_NAME)
+        document = _provenance(loaded, fmt, plan, counts, report, rows, written_files(stage))
+        write_provenance(stage, document, PROVENANCE_NAME)
         publish(stage, out, overwrite)
     export_id = record_export(store, loaded.dataset.id, _run_id(loaded), str(out), fmt,
                               rules.to_dict(), _stored_counts(plan, counts))
@@ -95,11 +97,11 @@ def _run_id(loaded: LoadedExport) -> int | None:
 
 
 def _provenance(loaded: LoadedExport, fmt: str, plan: pd.DataFrame, counts: pd.DataFrame,
-                report: WriteReport, rows: pd.DataFrame) -> dict:
+                report: WriteReport, rows: pd.DataFrame, written: list[str]) -> dict:
     return build_provenance(
         dataset=loaded.dataset, run=loaded.run, detectors=loaded.detectors, fmt=fmt,
         rules=loaded.inputs.rules, plan=plan, counts=counts, report=report,
-        samples=loaded.inputs.samples, rows=rows,
+        samples=loaded.inputs.samples, rows=rows, written=written,
     )
 
 

@@ -2,7 +2,8 @@
 
 It names the dataset and run, the rules and thresholds, counts kept / removed / relabelled
 per split and class, every changed example with its reason, the files left out and why,
-where files were linked or copied, the software versions and the time.
+where files were linked or copied, every file the export wrote (what ``--overwrite`` may
+replace), the software versions and the time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from audit.export.plan import PRECEDENCE, WEIGHT_FORMULA
 from audit.export.rules import ExportRules
 from audit.export.writers import WriteReport
 
-PROVENANCE_VERSION = 1
+PROVENANCE_VERSION = 2
 _PACKAGES = ("pandas", "pyarrow", "duckdb", "numpy", "pillow")
 
 
@@ -41,8 +42,9 @@ def counts_summary(plan: pd.DataFrame, counts: pd.DataFrame) -> dict:
 
 def build_provenance(*, dataset, run: dict | None, detectors: list[str], fmt: str,
                      rules: ExportRules, plan: pd.DataFrame, counts: pd.DataFrame,
-                     report: WriteReport, samples: pd.DataFrame, rows: pd.DataFrame) -> dict:
-    """The provenance document for one export."""
+                     report: WriteReport, samples: pd.DataFrame, rows: pd.DataFrame,
+                     written: list[str]) -> dict:
+    """The provenance document for one export; ``written`` lists every file beside it."""
     return {
         "sieve_export": PROVENANCE_VERSION,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -60,7 +62,7 @@ def build_provenance(*, dataset, run: dict | None, detectors: list[str], fmt: st
         "load_errors": _load_errors(rows, fmt),
         "skipped_files": report.skipped,
         "files": {"tables": report.tables, "hard_links": report.links, "copies": report.copies,
-                  "label_folders": report.label_folders},
+                  "label_folders": report.label_folders, "written": written},
         "versions": software_versions(),
     }
 

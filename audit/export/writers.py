@@ -1,6 +1,7 @@
 """Writers: per-split manifests (Parquet, CSV, JSONL) beside an ``images/`` folder, or an
 image-folder tree ``split/label/file``.
 
+CSV manifests follow ``csv_cells`` (every text cell quoted, formula prefixes neutralised).
 Manifest rows carry the original columns (id, caption, split, the dataset's extra columns),
 ``path`` relative to the manifest, the cleaned ``label``, the ``original_label``, ``change``
 and ``reason``, the ``original_path``, the ingestion ``load_error``, an ``export_note`` when
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from audit.export.csv_cells import write_csv
 from audit.export.paths import (
     NameAllocator, UnusableSource, inside, place_file, safe_component, safe_parts, source_file,
     unique_folder_names,
@@ -129,7 +131,7 @@ def _write_table(frame: pd.DataFrame, path: str, fmt: str) -> None:
     if fmt == "parquet":
         frame.to_parquet(path, index=False)
     elif fmt == "csv":
-        frame.to_csv(path, index=False, encoding="utf-8")
+        write_csv(frame, path)
     else:
         with open(path, "x", encoding="utf-8") as out:
             for record in frame.to_dict("records"):

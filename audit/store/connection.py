@@ -5,9 +5,14 @@ connection, runs one transaction and closes it, so no process holds the file for
 
 Sieve's processes take turns through a sidecar lock file (``audit.duckdb.lock``, ``flock``)
 polled every few milliseconds, which is cheap and fair, instead of racing each other's
-``duckdb.connect`` with backoff (a worker's heartbeat once waited 14 s that way). An open
-that still meets a lock (a process outside Sieve holding the file) retries with backoff.
-Either wait is bounded by ``lock_timeout_s``, then ``StoreLockedError`` names the file.
+``duckdb.connect`` with backoff (a worker's heartbeat once waited 14 s that way). That wait
+is bounded by ``lock_timeout_s``.
+
+A program outside Sieve (a DuckDB shell, a notebook, even a read-only connection) can hold the
+file for as long as it likes. An open that meets one gives its turn back and retries with
+backoff for ``outside_lock_wait_s``: a moment for commands and the dashboard, which then say
+which program holds the file and that closing it is the fix; minutes for a running audit
+(``Store.for_audit``), which should outlast a short outside look rather than fail its job.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import dataclasses
 import fcntl
 import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -28,6 +34,11 @@ from audit.errors import StoreLockedError
 from audit.store.migrations import apply_migrations
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+# DuckDB names the holder: "Conflicting lock is held in /usr/bin/python3.11 (PID 4242)".
+_HOLDER = re.compile(r"held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+# A command or page waits this long for an outside program (a quick query elsewhere), no more.
+BRIEF_OUTSIDE_WAIT_S = 1.0
+_MAX_BACKOFF_S = 2.0
 # DuckDB keeps one database instance per file and process: a thread that opens the file while
 # another thread's close tears that instance down fails ("Unique file handle conflict"). One
 # process-wide lock around each transaction rules that out (workers beat from a second thread,
@@ -37,20 +48,27 @@ _one_transaction_at_a_time = threading.RLock()
 
 @dataclasses.dataclass(frozen=True)
 class Store:
-    """Where the database lives and how long to wait for a lock."""
+    """Where the database lives and how long to wait for Sieve's and outside programs' locks."""
 
     path: Path
     lock_timeout_s: float = 30.0
+    outside_lock_wait_s: float = BRIEF_OUTSIDE_WAIT_S
 
     @classmethod
     def from_settings(cls, settings) -> "Store":
+        """The store as commands and the dashboard use it: an outside holder is reported."""
         return cls(Path(settings.db_path), settings.lock_timeout_s)
+
+    @classmethod
+    def for_audit(cls, settings) -> "Store":
+        """The store as a running audit uses it: an outside holder is waited out, within
+        ``audit_lock_wait_s``."""
+        return cls(Path(settings.db_path), settings.lock_timeout_s, settings.audit_lock_wait_s)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One connection, one transaction: commit on success, roll back on any error."""
-        with _one_transaction_at_a_time, _turn_at(self.path, self.lock_timeout_s):
-            con = self._connect()
+        with self._connection() as con:
             try:
                 con.begin()
                 yield con
@@ -58,13 +76,40 @@ class Store:
             except BaseException:
                 _rollback_quietly(con)
                 raise
-            finally:
-                con.close()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file in Sieve's turn; while an outside program holds it, give the turn back
+        (other Sieve processes and threads go on failing fast, or waiting, on their own) and
+        try again with backoff until ``outside_lock_wait_s`` has passed."""
+        started, delay = time.monotonic(), 0.01
+        while True:
+            with _one_transaction_at_a_time, _turn_at(self.path, self.lock_timeout_s):
+                try:
+                    con = self._connect()
+                except duckdb.Error as exc:
+                    if not _is_lock_error(exc):
+                        raise
+                    waited_s = time.monotonic() - started
+                    if waited_s >= self.outside_lock_wait_s:
+                        raise _outside_holder_error(self, exc, waited_s) from exc
+                else:
+                    try:
+                        yield con
+                    finally:
+                        con.close()
+                    return
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _MAX_BACKOFF_S)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = _open_with_retry(self.path, self.lock_timeout_s)
-        apply_migrations(con)
+        con = duckdb.connect(str(self.path))
+        try:
+            apply_migrations(con)
+        except BaseException:
+            con.close()
+            raise
         return con
 
 
@@ -110,22 +155,16 @@ def _flock_within(fd: int, path: Path, timeout_s: float) -> None:
             time.sleep(0.002 + 0.003 * random.random())
 
 
-def _open_with_retry(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.01
-    while True:
-        try:
-            return duckdb.connect(str(path))
-        except duckdb.Error as exc:
-            if not _is_lock_error(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise StoreLockedError(
-                    f"{path} stayed locked by another process for {timeout_s:.0f} s; "
-                    "wait for it to finish or raise AUDIT_LOCK_TIMEOUT_S"
-                ) from exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
+def _outside_holder_error(store: Store, exc: duckdb.Error, waited_s: float) -> StoreLockedError:
+    """DuckDB's lock error as one line naming the program that holds the file and the fix."""
+    found = _HOLDER.search(str(exc))
+    holder = f"{found['program']} (PID {found['pid']})" if found else "another program"
+    message = (f"{store.path} is open in {holder}, and DuckDB lets only one program at a time "
+               "open it; close that program (or its connection to the file) and try again")
+    if store.outside_lock_wait_s > BRIEF_OUTSIDE_WAIT_S:     # an audit, which waited for it
+        message += (f" (waited {waited_s:.0f} s for it; raise AUDIT_AUDIT_LOCK_WAIT_S to wait "
+                    "longer)")
+    return StoreLockedError(message)
 
 
 def _is_lock_error(exc: Exception) -> bool:

@@ -31,6 +31,13 @@ _DELETE_DATASET = [
 ]
 
 
+_DATASET_COLUMNS = "id, name, source, kind, root, created_at"
+_SELECT_BY_ID = f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE id = ?"
+_SELECT_BY_NAME = f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE name = ?"
+DATASET_REFERENCE = ("a dataset name or id: bare digits are an id or a name, refused when they "
+                     "are one dataset's id and another's name; id:N or name:TEXT says which")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetRecord:
     id: int
@@ -62,23 +69,42 @@ def create_dataset(store: Store, name: str, source: str, kind: str, root: str,
 
 
 def get_dataset(store: Store, name_or_id: str | int) -> DatasetRecord:
-    """Find a dataset by name, or by id when given an int or a string of digits."""
+    """Find a dataset: a number is an id; text is read as ``DATASET_REFERENCE`` says."""
+    if not isinstance(name_or_id, str):
+        kind, key = "id", str(int(name_or_id))
+    else:
+        kind, key = _parse_reference(name_or_id)
     with store.transaction() as con:
-        row = con.execute(
-            "SELECT id, name, source, kind, root, created_at FROM datasets "
-            "WHERE name = ? OR (? AND id = ?)",
-            [str(name_or_id), str(name_or_id).isdigit(), _as_id(name_or_id)],
-        ).fetchone()
+        by_id = _fetch(con, _SELECT_BY_ID, int(key)) if kind != "name" else None
+        by_name = _fetch(con, _SELECT_BY_NAME, key) if kind != "id" else None
+    if by_id and by_name and by_id[0] != by_name[0]:
+        raise InputError(f"{key!r} is the id of dataset {by_id[1]!r} and the name of dataset "
+                         f"{by_name[0]}; write id:{key} for the first or name:{key} for the second")
+    row = by_id or by_name
     if row is None:
-        raise NotFoundError(
-            f"no dataset {name_or_id!r}; list them with `python -m audit datasets`"
-        )
+        raise NotFoundError(f"no dataset {name_or_id!r}; list them with `python -m audit datasets`")
     return DatasetRecord(*row)
 
 
-def _as_id(name_or_id: str | int) -> int:
-    text = str(name_or_id)
-    return int(text) if text.isdigit() else -1
+def _parse_reference(text: str) -> tuple[str, str]:
+    """("id" | "name" | "either", key) for a dataset reference a user typed."""
+    if text.startswith("id:"):
+        if not _is_digits(text[3:]):
+            raise InputError(f"{text!r}: after id: give a dataset id (digits), or use name:")
+        return "id", text[3:]
+    if text.startswith("name:"):
+        return "name", text[5:]
+    return ("either" if _is_digits(text) else "name"), text
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _fetch(con, query: str, key: int | str) -> tuple | None:
+    if isinstance(key, int) and key >= 2**63:
+        return None  # no id is that large (and DuckDB could not bind it)
+    return con.execute(query, [key]).fetchone()
 
 
 def list_datasets(store: Store) -> pd.DataFrame:

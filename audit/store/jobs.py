@@ -4,7 +4,7 @@ A job is ``queued``, then ``running`` (claimed by one worker), then exactly one 
 ``succeeded``, ``failed`` or ``cancelled``. Every state change is one conditional UPDATE, so
 two processes can never both move the same job: a claim only takes a ``queued`` job, a final
 state is only written over ``running``, and crash recovery only fails a job whose heartbeat is
-still stale inside its own transaction.
+still as old as it demands inside its own transaction.
 """
 
 from __future__ import annotations
@@ -37,11 +37,9 @@ _LIST_JOBS = """
     FROM jobs j LEFT JOIN datasets d ON d.id = j.dataset_id
     ORDER BY j.id DESC LIMIT ?
 """
-_STALE_RUNNING = """
+_RUNNING = """
     SELECT id, worker_pid, worker_host, epoch(current_timestamp - heartbeat_at) AS age_s
-    FROM jobs
-    WHERE status = 'running' AND heartbeat_at < current_timestamp - to_seconds(?)
-    ORDER BY id
+    FROM jobs WHERE status = 'running' ORDER BY id
 """
 
 
@@ -54,6 +52,11 @@ def insert_job(store: Store, dataset_id: int, kind: str, config: dict) -> int:
             [dataset_id, kind, json.dumps(config, sort_keys=True)],
         ).fetchone()
     return int(row[0])
+
+
+def has_queued_jobs(store: Store) -> bool:
+    with store.transaction() as con:
+        return con.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()[0] > 0
 
 
 def claim_next_job(store: Store, pid: int, host: str) -> dict | None:
@@ -134,20 +137,21 @@ def list_jobs(store: Store, limit: int = 20) -> pd.DataFrame:
         return con.execute(_LIST_JOBS, [limit]).df()
 
 
-def stale_running_jobs(store: Store, stale_after_s: float) -> list[dict]:
-    """Running jobs whose heartbeat is older than ``stale_after_s``: id, pid, host, age."""
+def running_jobs(store: Store) -> list[dict]:
+    """Every running job: id, worker pid and host, and the age of its heartbeat in seconds."""
     with store.transaction() as con:
-        rows = con.execute(_STALE_RUNNING, [stale_after_s]).fetchall()
+        rows = con.execute(_RUNNING).fetchall()
     return [{"id": r[0], "pid": r[1], "host": r[2], "age_s": float(r[3])} for r in rows]
 
 
 def fail_stale_job(store: Store, job_id: int, stale_after_s: float, reason: str) -> bool:
-    """Fail a running job only if its heartbeat is still stale now; True when it was failed."""
+    """Fail a running job only if its heartbeat is still at least ``stale_after_s`` old now
+    (a worker that beat in between is left alone); True when it was failed."""
     with store.transaction() as con:
         row = con.execute(
             "UPDATE jobs SET status = 'failed', error = ?, message = 'worker died', "
             "finished_at = current_timestamp WHERE id = ? AND status = 'running' "
-            "AND heartbeat_at < current_timestamp - to_seconds(?) RETURNING id",
+            "AND heartbeat_at <= current_timestamp - to_seconds(?) RETURNING id",
             [reason, job_id, stale_after_s],
         ).fetchone()
     return row is not None

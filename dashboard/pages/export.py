@@ -1,20 +1,24 @@
 """Export: choose the run, splits, rule and format; preview what would be kept, removed and
-relabelled per split and class; write the cleaned dataset and download it as a zip."""
+relabelled per split and class; write the cleaned dataset and download it as a zip.
+
+The preview is cached per store version and rules, and the zip is built only when the user
+clicks the download button (Streamlit runs the callable then, off the script thread), so a
+rerun after a large export costs no more than one before it."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import streamlit as st
 
-from audit.export import FORMATS, ExportRules, export_dataset, preview_export
+from audit.export import FORMATS, ExportRules, export_dataset
+from audit.export.archive import folder_bytes, zipped
 from dashboard import context, data
 from dashboard.errors import reported
 from dashboard.widgets import plain
 
 DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024
+DONE_KEY = "export_done"
 RULES = {"decisions": "Reviewed decisions only",
          "flagged": "Also drop every example flagged by the chosen detectors"}
 
@@ -26,7 +30,8 @@ def main() -> None:
     fmt = st.selectbox("Format", FORMATS, key="export_format")
     with reported():
         st.subheader("Preview")
-        st.dataframe(preview_export(view.store, view.dataset_id, rules), hide_index=True)
+        st.dataframe(data.export_preview(view.store, view.key, view.dataset_id, rules),
+                     hide_index=True)
     _export(view, rules, fmt)
 
 
@@ -59,7 +64,9 @@ def _export(view: context.View, rules: ExportRules, fmt: str) -> None:
     st.subheader("Write")
     default = Path(view.settings.data_home).resolve() / "exports" / f"dataset-{view.dataset_id}"
     out_dir = st.text_input("Output folder (new or empty)", value=str(default), key="export_out")
-    overwrite = st.checkbox("Replace a non-empty folder", key="export_overwrite")
+    overwrite = st.checkbox("Replace a previous export in this folder", key="export_overwrite",
+                            help="Only a folder that a Sieve export wrote and that holds "
+                                 "nothing else is replaced; any other file stops the export.")
     if st.button("Export", type="primary", key="export_go"):
         with reported():
             bar = st.progress(0.0, text="writing")
@@ -67,27 +74,18 @@ def _export(view: context.View, rules: ExportRules, fmt: str) -> None:
                                     rules, overwrite=overwrite,
                                     progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
             st.success(result.summary())
-            st.session_state["export_done"] = str(result.out_dir)
-    if "export_done" in st.session_state:
-        _download(Path(st.session_state["export_done"]))
+            st.session_state[DONE_KEY] = (str(result.out_dir), folder_bytes(result.out_dir))
+    if DONE_KEY in st.session_state:
+        _download(*st.session_state[DONE_KEY])
 
 
-def _download(out_dir: Path) -> None:
-    size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
+def _download(out_dir: str, size: int) -> None:
+    folder = Path(out_dir)
     if size > DOWNLOAD_LIMIT_BYTES:
-        st.caption(plain(f"The export is {size / 2**20:.0f} MiB; copy it from {out_dir} instead."))
+        st.caption(plain(f"The export is {size / 2**20:.0f} MiB; copy it from {folder} instead."))
         return
-    st.download_button("Download as zip", _zipped(out_dir), file_name=f"{out_dir.name}.zip",
+    st.download_button("Download as zip", lambda: zipped(folder), file_name=f"{folder.name}.zip",
                        mime="application/zip", key="export_download", on_click="ignore")
-
-
-def _zipped(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                archive.write(file, file.relative_to(folder).as_posix())
-    return buffer.getvalue()
 
 
 main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +93,48 @@ def test_demo_without_serving_audits_in_the_background_and_exits_0(subprocess_en
     assert scores.groupby("detector").size().min() == 1827  # every decodable demo image scored
     assert {"label_issue", "overall", "outlier", "near_duplicate"} <= set(scores["detector"])
     assert (settings.demo_dir / "truth.json").is_file()
+
+
+def _small_folder(folder: Path) -> Path:
+    for i, label in enumerate(["cat", "dog", "cat", "dog"]):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (6, 6), (50 * i, 0, 0)).save(folder / label / f"{i}.png")
+    return folder
+
+
+@pytest.mark.reliability
+def test_a_dataset_named_like_an_id_is_reached_by_name_and_never_guessed(subprocess_env,
+                                                                         tmp_path) -> None:
+    """Dataset 1 is "cats", dataset 2 is named "1": bare 1 is refused as ambiguous, id:1 and
+    name:1 say which (issue 14: `export 1` used to pick id 1 silently)."""
+    assert _cli(subprocess_env, "ingest", str(_small_folder(tmp_path / "a")), "--name",
+                "cats").returncode == 0
+    assert _cli(subprocess_env, "ingest", str(_small_folder(tmp_path / "b")), "--name",
+                "1").returncode == 0
+    ambiguous = _cli(subprocess_env, "order", "1", "--out", str(tmp_path / "o"))
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr.strip() == ("error: '1' is the id of dataset 'cats' and the name of "
+                                        "dataset 2; write id:1 for the first or name:1 for the "
+                                        "second")
+    for reference, name in [("id:1", "cats"), ("name:1", "1"), ("2", "1"), ("cats", "cats")]:
+        result = _cli(subprocess_env, "order", reference, "--out", str(tmp_path / "o"))
+        assert result.returncode == 0, result.stderr
+        assert f"{name!r}: 4 rows" in result.stdout
+    assert "id:N or name:TEXT" in " ".join(_cli(subprocess_env, "export", "--help").stdout.split())
+
+
+@pytest.mark.reliability
+def test_serving_another_address_needs_the_flag_and_warns(subprocess_env) -> None:
+    refused = _cli(subprocess_env, "serve", "--host", "192.0.2.1")
+    assert refused.returncode == 2 and "--allow-remote" in refused.stderr
+    # 192.0.2.1 (TEST-NET) is on no interface here: the server cannot bind it, nothing is exposed
+    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--host", "192.0.2.1",
+                               "--allow-remote", "--port", "1"], stderr=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, text=True, env=subprocess_env,
+                              cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        first_line = server.stderr.readline()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=60)
+    assert first_line.startswith("warning: serving on 192.0.2.1 with no login")

@@ -14,6 +14,8 @@ from audit.export import ExportRules, export_dataset
 from audit.store.exports import list_exports
 from tests.audit.test_export_support import files_under, ingest_small
 
+pytestmark = pytest.mark.reliability
+
 IMAGES = 200
 CHILD = textwrap.dedent("""
     import sys, time

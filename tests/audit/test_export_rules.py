@@ -36,6 +36,7 @@ def _row(plan: pd.DataFrame, sample_id: str) -> pd.Series:
     return plan.set_index("sample_id").loc[sample_id]
 
 
+@pytest.mark.reliability
 def test_reviewed_decisions_latest_wins_and_undo_withdraws(store, small) -> None:
     record_decisions(store, small, [
         Decision("s01", "remove", note="blurry"),

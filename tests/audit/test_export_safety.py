@@ -18,6 +18,8 @@ from audit.store.datasets import SAMPLE_COLUMNS, create_dataset
 from audit.store.exports import list_exports
 from tests.audit.test_export_support import files_under, ingest_small, tree_digest, write_png
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture
 def small(store, settings, tmp_path) -> int:

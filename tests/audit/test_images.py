@@ -13,6 +13,7 @@ from PIL import Image
 from audit.images import ImageLoadError, inspect_image, load_rgb
 
 LIMIT = 100_000_000
+MAX_BYTES = 1 << 20
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_exif_rotated_jpeg_is_turned_upright(tmp_path: Path) -> None:
     Image.new("RGB", (20, 10), "white").save(path, exif=exif.tobytes())
     image = load_rgb(path, LIMIT)
     assert image.size == (10, 20)
-    assert inspect_image(path, LIMIT).width == 10
+    assert inspect_image(path, LIMIT, MAX_BYTES).width == 10
 
 
 def test_truncated_png_and_non_image_are_reported(tmp_path: Path) -> None:
@@ -63,12 +64,13 @@ def test_truncated_png_and_non_image_are_reported(tmp_path: Path) -> None:
     truncated.write_bytes(good.read_bytes()[:60])
     text = tmp_path / "text.png"
     text.write_text("hello")
-    assert "truncated" in inspect_image(truncated, LIMIT).load_error or \
-        "cannot decode" in inspect_image(truncated, LIMIT).load_error
-    facts = inspect_image(text, LIMIT)
+    assert "truncated" in inspect_image(truncated, LIMIT, MAX_BYTES).load_error or \
+        "cannot decode" in inspect_image(truncated, LIMIT, MAX_BYTES).load_error
+    facts = inspect_image(text, LIMIT, MAX_BYTES)
     assert facts.load_error == "not an image (unrecognised format)"
     assert facts.file_size == 5 and len(facts.sha256) == 64
-    assert inspect_image(tmp_path / "missing.png", LIMIT).load_error.startswith("cannot read file")
+    missing = inspect_image(tmp_path / "missing.png", LIMIT, MAX_BYTES)
+    assert missing.load_error.startswith("cannot read file")
 
 
 def _png_claiming_size(path: Path, width: int, height: int) -> None:
@@ -86,4 +88,4 @@ def test_twenty_thousand_square_image_is_refused_before_decoding(tmp_path: Path)
     _png_claiming_size(path, 20_000, 20_000)
     with pytest.raises(ImageLoadError, match="20000 x 20000 pixels is over the limit"):
         load_rgb(path, LIMIT)
-    assert "over the limit" in inspect_image(path, LIMIT).load_error
+    assert "over the limit" in inspect_image(path, LIMIT, MAX_BYTES).load_error

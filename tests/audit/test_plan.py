@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from audit.datasets import ingest
+from audit.embedders import auto_choice
 from audit.detectors.base import REGISTRY, Detector, result_frame
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.plan import AuditConfig, detector_order, run_audit
@@ -171,6 +172,23 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     assert json.loads(run["versions"])["torch"] and run["code_version"]
     assert any(m.startswith("skipped t_boom: failed: RuntimeError") for m in messages)
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+@pytest.mark.parametrize("min_z", [auto_choice.MIN_Z, -np.inf], ids=["measured", "pixels-forced"])
+def test_auto_records_both_agreements_and_uses_the_vectors_it_names(store, settings, dataset_id,
+                                                                     monkeypatch, min_z):
+    monkeypatch.setattr(auto_choice, "MIN_Z", min_z)
+    run_id = run_audit(store, settings, dataset_id, quick(detectors=["t_agree"], embedder="auto"))
+    run = runs.get_run(store, run_id)
+    embedder = json.loads(run["summary"])["embedder"]
+    agreement = embedder["label_agreement"]
+    assert agreement["rows"] == 30 and 0.8 <= agreement["imagenet"] <= 1.0
+    chosen = "pixels" if agreement["z"] > min_z else "imagenet"
+    assert embedder["name"] == chosen and embedder["asked_for"] == "auto"
+    assert json.loads(run["model_ids"])["embedder"].startswith(chosen)
+    notes = json.loads(run["notes"])
+    assert ("embedding choice" in notes) == (chosen == "pixels")
+    assert ("pixels chosen over imagenet" in (embedder["why"] or "")) == (chosen == "pixels")
 
 
 def test_rerun_with_other_params_reuses_cached_embeddings(store, settings, dataset_id):

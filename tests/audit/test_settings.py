@@ -46,3 +46,14 @@ def test_every_field_is_documented_in_docs_configuration() -> None:
         assert row in text, f"docs/configuration.md is out of date for {field.name}"
     documented = sum(line.startswith("| `") for line in text.splitlines())
     assert documented == len(dataclasses.fields(Settings))
+
+
+def test_true_false_settings_from_toml_and_environment(tmp_path: Path) -> None:
+    toml = tmp_path / "audit.toml"
+    toml.write_text("follow_outside_links = true\n")
+    assert load_settings(toml_path=toml, env={}).follow_outside_links is True
+    for text, value in [("yes", True), ("ON", True), ("0", False), ("false", False)]:
+        env = {"AUDIT_FOLLOW_OUTSIDE_LINKS": text}
+        assert load_settings(toml_path=toml, env=env).follow_outside_links is value
+    with pytest.raises(ConfigError, match="follow_outside_links='maybe' is not a valid bool"):
+        load_settings(toml_path=toml, env={"AUDIT_FOLLOW_OUTSIDE_LINKS": "maybe"})

@@ -1,19 +1,16 @@
-"""The store: migrations, one-transaction writes, lock retry, and two processes at once."""
+"""The store: migrations, one-transaction writes, and two processes at once (locks held by
+other processes: test_store_lock.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import textwrap
-import time
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-from audit.errors import StoreLockedError
 from audit.store import Store
 from audit.store.datasets import SAMPLE_COLUMNS, create_dataset, list_datasets
 from audit.store.flags import Decision, current_decisions, decision_log, record_decisions
@@ -65,6 +62,7 @@ def test_scores_are_never_overwritten_and_unfinished_runs_are_not_latest(store: 
     assert scores_frame(store, second)["score"].tolist() == [0.1, 0.1]
 
 
+@pytest.mark.reliability
 def test_decision_log_is_append_only_and_undo_steps_back(store: Store) -> None:
     dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(["a", "b"]))
     record_decisions(store, dataset_id, [Decision("a", "remove"), Decision("a", "relabel", "c"),
@@ -74,51 +72,6 @@ def test_decision_log_is_append_only_and_undo_steps_back(store: Store) -> None:
     assert standing.loc["a", "action"] == "remove"
     assert "b" not in standing.index
     assert len(decision_log(store, dataset_id)) == 5
-
-
-def _hold_lock_script(path: Path, seconds: float, ready: Path) -> str:
-    return textwrap.dedent(f"""
-        import duckdb, time, pathlib
-        con = duckdb.connect({str(path)!r})
-        pathlib.Path({str(ready)!r}).write_text("held")
-        time.sleep({seconds})
-        con.close()
-    """)
-
-
-def _start_holder(tmp_path: Path, store: Store, seconds: float) -> subprocess.Popen:
-    with store.transaction():
-        pass  # create the file and its schema first
-    ready = tmp_path / "ready"
-    holder = subprocess.Popen([sys.executable, "-c", _hold_lock_script(store.path, seconds, ready)])
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert time.monotonic() < deadline, "lock holder did not start"
-        time.sleep(0.02)
-    return holder
-
-
-def test_open_waits_for_another_process_then_succeeds(tmp_path: Path, store: Store) -> None:
-    holder = _start_holder(tmp_path, store, seconds=1.5)
-    started = time.monotonic()
-    with store.transaction() as con:
-        assert con.execute("SELECT 1").fetchone()[0] == 1
-    waited = time.monotonic() - started
-    holder.wait(timeout=30)
-    assert waited >= 0.5
-
-
-def test_open_gives_a_clear_error_when_the_lock_outlasts_the_timeout(tmp_path: Path,
-                                                                      store: Store) -> None:
-    holder = _start_holder(tmp_path, store, seconds=6)
-    impatient = Store(store.path, lock_timeout_s=0.5)
-    try:
-        with pytest.raises(StoreLockedError, match="locked by another process.*AUDIT_LOCK_TIMEOUT_S"):
-            with impatient.transaction():
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 WRITER = """

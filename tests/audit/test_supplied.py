@@ -90,6 +90,7 @@ def test_fewer_than_twenty_decisive_rows_are_not_judged(tmp_path):
 
 # --- runs ------------------------------------------------------------------------------------
 
+@pytest.mark.reliability
 def test_chance_level_pred_probs_are_refused_with_the_numbers_and_the_fix(store, settings,
                                                                           numeric_dataset,
                                                                           tmp_path):
@@ -107,6 +108,7 @@ def test_chance_level_pred_probs_are_refused_with_the_numbers_and_the_fix(store,
     assert runs.list_runs(store, numeric_dataset)["status"].tolist() == ["failed"]
 
 
+@pytest.mark.reliability
 def test_columns_in_text_order_are_refused_as_permuted(store, settings, numeric_dataset,
                                                        tmp_path):
     text_order = sorted(CLASSES)                          # "1", "10", "11", "12", "2", ...

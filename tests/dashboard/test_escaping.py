@@ -77,6 +77,7 @@ def _assert_inert(at: AppTest) -> None:
             assert "<script>" not in element.value and "<b>" not in element.value, element.value
 
 
+@pytest.mark.reliability
 def test_explore_and_example_show_html_as_text(hostile):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -94,6 +95,7 @@ def test_explore_and_example_show_html_as_text(hostile):
     _assert_inert(at)
 
 
+@pytest.mark.reliability
 def test_insights_and_datasets_keep_html_inert(hostile):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     at.switch_page("pages/insights.py").run()

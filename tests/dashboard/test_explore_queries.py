@@ -86,6 +86,7 @@ def test_decision_filters_follow_the_log_with_undo(app_home):
     assert _page(app_home, decision="undecided").total == _page(app_home).total - 2
 
 
+@pytest.mark.reliability
 def test_standing_decisions_sql_agrees_with_current_decisions(app_home):
     store, dataset_id = app_home["store"], app_home["dataset_id"]
     chooser = random.Random(3)

@@ -113,6 +113,7 @@ def test_bulk_relabel_to_a_class(app, app_home):
     assert set(standing["new_label"]) == {"seven"}
 
 
+@pytest.mark.reliability
 def test_a_decision_from_another_tab_shows_on_the_next_rerun(app, app_home):
     sample_id = _picks(app)[0]
     record_decisions(app_home["store"], app_home["dataset_id"], [Decision(sample_id, "keep")])

@@ -1,5 +1,5 @@
 """The job table's state machine, on a real DuckDB file: claim order, heartbeat, cancel,
-exactly one final state, stale-heartbeat selection."""
+exactly one final state, running jobs with their heartbeat's age, failing only a silent job."""
 
 from __future__ import annotations
 
@@ -55,15 +55,16 @@ def test_a_job_ends_in_exactly_one_final_state(store):
         job_store.finish_job(store, job_id, "running")
 
 
-def test_only_stale_running_jobs_are_selected_and_failed(store):
+def test_running_jobs_carry_their_heartbeats_age_and_only_a_silent_one_is_failed(store):
     old = job_store.insert_job(store, 1, "audit", {})
     fresh = job_store.insert_job(store, 1, "audit", {})
+    job_store.insert_job(store, 1, "audit", {})                    # queued: not running
     job_store.claim_next_job(store, pid=11, host="h")
     time.sleep(0.4)
     job_store.claim_next_job(store, pid=12, host="h")
-    stale = job_store.stale_running_jobs(store, stale_after_s=0.3)
-    assert [(j["id"], j["pid"], j["host"]) for j in stale] == [(old, 11, "h")]
-    assert 0.3 < stale[0]["age_s"] < 5
+    running = job_store.running_jobs(store)
+    assert [(j["id"], j["pid"], j["host"]) for j in running] == [(old, 11, "h"), (fresh, 12, "h")]
+    assert running[0]["age_s"] > 0.3 > running[1]["age_s"]
     assert not job_store.fail_stale_job(store, fresh, 0.3, "not stale")
     job_store.beat(store, old, None, None)          # it beat again: no longer stale
     assert not job_store.fail_stale_job(store, old, 0.3, "beat in between")

@@ -1,0 +1,49 @@
+"""The Export page after hardening (issue 14): "Replace" never deletes a file of yours, and the
+zip is built only when the download button is clicked, not on every rerun."""
+
+from __future__ import annotations
+
+import os
+
+from streamlit.testing.v1 import AppTest
+
+from dashboard.widgets import plain
+from tests.dashboard.conftest import APP
+
+TIMEOUT = 60
+
+
+def _export_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/export.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_replace_refuses_a_folder_holding_a_file_of_yours(app_home, tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious\n")
+    (folder / "sieve_export.json").write_text("{}\n")
+    at = _export_page()
+    at.text_input(key="export_out").input(str(folder))
+    at.checkbox(key="export_overwrite").check()
+    at.button(key="export_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [plain(
+        f"refusing to overwrite {folder}: its sieve_export.json does not list the files a "
+        "Sieve export wrote, so it may hold files of yours; empty it yourself or choose "
+        "another folder")]
+    assert sorted(os.listdir(folder)) == ["notes.txt", "sieve_export.json"]
+    assert (folder / "notes.txt").read_text() == "precious\n"
+    assert not at.get("download_button")
+
+
+def test_the_zip_is_built_on_click_not_on_rerun(app_home, tmp_path):
+    at = _export_page()
+    at.text_input(key="export_out").input(str(tmp_path / "out"))
+    at.button(key="export_go").click().run()
+    at.checkbox(key="export_dedupe").check().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    button = at.get("download_button")[0].proto
+    assert button.deferred_file_id and button.url == ""
