@@ -279,47 +279,94 @@ def _cancel(args, settings: Settings) -> int:
 # --- export --------------------------------------------------------------------------------
 
 def _add_export(commands) -> None:
-    cmd = commands.add_parser("export", help="write the cleaned dataset",
-                              description="Export a cleaned copy of a dataset: reviewed "
-                              "decisions always apply; other rules are opt-in.")
+    cmd = commands.add_parser(
+        "export", help="write the cleaned dataset, or preview it with --dry-run",
+        description="Export a cleaned copy of a dataset. Reviewed decisions (remove, relabel, "
+        "keep) always apply, in every split. The automatic rules (--include-flagged, "
+        "--apply-suggested, --dedupe, score --weights) are opt-in and act only on the splits "
+        "in --auto-splits, train alone by default, so val and test change only through "
+        "reviewed decisions, an explicit --leakage side or an explicit --auto-splits. "
+        "--dry-run prints the preview the Export page shows and writes nothing.")
     _add_dataset_argument(cmd)
-    cmd.add_argument("--out", type=Path, required=True, help="new or empty output folder")
+    cmd.add_argument("--out", type=Path, help="new or empty output folder (not needed with "
+                                              "--dry-run)")
     cmd.add_argument("--format", choices=EXPORT_FORMATS, default="parquet")
     cmd.add_argument("--run", type=int, help="run whose scores to use (default: the latest)")
     cmd.add_argument("--include-flagged", action="store_true",
-                     help="also drop every example the chosen detectors flag (unless kept)")
+                     help="also drop every example the chosen detectors flag, by each "
+                          "detector's calibrated is_issue (unless a person kept it)")
     cmd.add_argument("--detectors", help="comma-separated detectors for --include-flagged")
     cmd.add_argument("--threshold", type=float,
                      help="with --include-flagged: drop scores below this instead of is_issue")
-    cmd.add_argument("--apply-suggested", type=float, metavar="MIN_CONFIDENCE",
-                     help="relabel label_issue flags whose suggestion has this confidence")
+    cmd.add_argument("--apply-suggested", nargs="?", const="auto", metavar="MIN_CONFIDENCE",
+                     help="relabel label_issue flags whose suggestion has at least this "
+                          "confidence; without a number, confident learning's threshold of "
+                          "the suggested class (the engine's own calibration)")
     cmd.add_argument("--dedupe", action="store_true", help="keep one member of each duplicate set")
     cmd.add_argument("--leakage", choices=("keep", "test", "train"), default="keep",
-                     help="drop train/test duplicates from this side")
+                     help="drop train/test duplicates from this side (explicit: it applies "
+                          "whatever --auto-splits says)")
     cmd.add_argument("--weights", action="store_true",
                      help="keep every row and add a sample_weight column instead of dropping")
     cmd.add_argument("--splits", help="comma-separated splits to export (default: all)")
+    cmd.add_argument("--auto-splits", default="train", metavar="SPLITS",
+                     help="comma-separated splits the automatic rules act on (default: train; "
+                          "e.g. train,val)")
+    cmd.add_argument("--dry-run", action="store_true",
+                     help="print what would be removed, relabelled, weighted and kept per "
+                          "split, rule and class; write nothing")
     cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     cmd.set_defaults(handler=_export)
 
 
 def _export(args, settings: Settings) -> int:
-    from audit.export import ExportRules, export_dataset
+    from audit.export import export_dataset, preview_export
+    from audit.export.rules import check_format
     from audit.store.datasets import get_dataset
 
     store = Store.from_settings(settings)
     dataset = get_dataset(store, args.dataset)
-    rules = ExportRules(
-        run_id=args.run, include_flagged=args.include_flagged,
-        detectors=args.detectors.split(",") if args.detectors else None,
-        threshold=args.threshold, apply_suggested=args.apply_suggested, dedupe=args.dedupe,
-        leakage=args.leakage, weights=args.weights,
-        splits=args.splits.split(",") if args.splits else None,
-    )
+    rules = _export_rules(args)
+    check_format(args.format, rules)
+    if args.dry_run:
+        print(f"dry run: {dataset.name!r} would be exported as {args.format}; nothing written")
+        print(preview_export(store, dataset.id, rules).text())
+        return 0
+    if args.out is None:
+        raise ConfigError("export needs --out FOLDER (a new or empty folder), or --dry-run to "
+                          "preview without writing")
     result = export_dataset(store, settings, dataset.id, args.out, args.format, rules,
                             overwrite=args.overwrite)
     print(f"exported {dataset.name!r} to {result.out_dir}: {result.summary()}")
     return 0
+
+
+def _export_rules(args):
+    from audit.export import ExportRules
+
+    return ExportRules(
+        run_id=args.run, include_flagged=args.include_flagged,
+        detectors=_names(args.detectors), threshold=args.threshold,
+        apply_suggested=_min_confidence(args.apply_suggested), dedupe=args.dedupe,
+        leakage=args.leakage, weights=args.weights, splits=_names(args.splits),
+        auto_splits=_names(args.auto_splits),
+    )
+
+
+def _names(text: str | None) -> list[str] | None:
+    return text.split(",") if text is not None else None
+
+
+def _min_confidence(text: str | None) -> float | str | None:
+    """--apply-suggested's value: None (off), "auto", or a number (checked by ExportRules)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--apply-suggested {text!r} is not a number in [0, 1]; give one, "
+                          "e.g. --apply-suggested 0.9, or no value for the engine's "
+                          "threshold") from None
 
 
 # --- serve / demo --------------------------------------------------------------------------

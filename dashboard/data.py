@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audit.export import ExportRules, preview_export
+from audit.export import ExportPreview, ExportRules, preview_export
 from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store import explore as queries
@@ -127,5 +127,5 @@ def compare_runs(store: Store, run_a: int, run_b: int) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner="Counting what the export would write ...")
 def export_preview(store: Store, key: Version, dataset_id: int,
-                   rules: ExportRules) -> pd.DataFrame:
+                   rules: ExportRules) -> ExportPreview:
     return preview_export(store, dataset_id, rules)

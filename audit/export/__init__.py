@@ -7,8 +7,10 @@
 - ``provenance``: ``sieve_export.json``; ``exporter``: ``preview_export`` and ``export_dataset``.
 """
 
-from audit.export.exporter import ExportResult, export_dataset, plan_export, preview_export
-from audit.export.rules import FORMATS, ExportRules
+from audit.export.exporter import (
+    ExportPreview, ExportResult, export_dataset, plan_export, preview_export,
+)
+from audit.export.rules import FORMATS, ExportRules, split_rule_text
 
-__all__ = ["FORMATS", "ExportResult", "ExportRules", "export_dataset", "plan_export",
-           "preview_export"]
+__all__ = ["FORMATS", "ExportPreview", "ExportResult", "ExportRules", "export_dataset",
+           "plan_export", "preview_export", "split_rule_text"]

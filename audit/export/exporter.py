@@ -1,4 +1,7 @@
-"""The two entry points: ``preview_export`` (counts, no files) and ``export_dataset``."""
+"""The two entry points: ``preview_export`` (counts, no files) and ``export_dataset``.
+
+``preview_export`` is the one preview: the Export page shows its tables and
+``python -m audit export --dry-run`` prints ``ExportPreview.text()``."""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from typing import Callable
 import pandas as pd
 
 from audit.export.inputs import LoadedExport, load_inputs
-from audit.export.plan import build_plan, count_table
+from audit.export.plan import build_plan, count_table, rule_table, split_table
 from audit.export.provenance import build_provenance, counts_summary, write_provenance
-from audit.export.rules import ExportRules, check_format
+from audit.export.rules import ExportRules, check_format, split_rule_text
 from audit.export.staging import (
     PROVENANCE_NAME, check_out_dir, publish, staging_dir, written_files,
 )
@@ -35,6 +38,7 @@ class ExportResult:
     rows_written: int
     skipped_files: int
     weights: bool
+    zero_weight: int = 0
 
     @property
     def provenance_path(self) -> Path:
@@ -43,8 +47,8 @@ class ExportResult:
     def summary(self) -> str:
         """One line of words, e.g. for the CLI."""
         t = self.totals
-        written = (f"{self.rows_written} rows with sample weights ({t['removed']} at weight 0)"
-                   if self.weights else f"{self.rows_written} examples")
+        written = (f"{self.rows_written} rows with sample weights ({self.zero_weight} at "
+                   "weight 0)" if self.weights else f"{self.rows_written} examples")
         skipped = f"; {self.skipped_files} files left out (see {PROVENANCE_NAME})" \
             if self.skipped_files else ""
         return (f"wrote {written} as {self.fmt} from {t['before']} "
@@ -56,10 +60,39 @@ def plan_export(store: Store, dataset_id: int, rules: ExportRules) -> pd.DataFra
     return build_plan(load_inputs(store, dataset_id, rules).inputs)
 
 
-def preview_export(store: Store, dataset_id: int, rules: ExportRules) -> pd.DataFrame:
-    """What the export would write, per split and class: before, kept, removed, relabelled
-    (away from this class), relabelled_in (to it) and after. Writes no files."""
-    return count_table(plan_export(store, dataset_id, rules))
+@dataclasses.dataclass(frozen=True)
+class ExportPreview:
+    """What an export with these rules would write; the page's tables and the CLI's text.
+
+    by_split: before, removed, relabelled, weighted, after and written per split;
+    by_rule: per split and deciding rule, the rows it removed, relabelled, weighted, kept;
+    by_class: per split and class, before, kept, removed, relabelled (away from the class),
+    relabelled_in (to it), after and weighted (kept rows written with a weight below 1);
+    split_rule: which splits the automatic rules act on, in words."""
+
+    by_split: pd.DataFrame
+    by_rule: pd.DataFrame
+    by_class: pd.DataFrame
+    split_rule: str
+
+    def text(self) -> str:
+        return "\n\n".join([
+            self.split_rule,
+            "Per split:\n" + _table_text(self.by_split),
+            "Per split and rule:\n" + _table_text(self.by_rule),
+            "Per split and class:\n" + _table_text(self.by_class),
+        ])
+
+
+def _table_text(table: pd.DataFrame) -> str:
+    return table.to_string(index=False) if len(table) else "(no rows)"
+
+
+def preview_export(store: Store, dataset_id: int, rules: ExportRules) -> ExportPreview:
+    """What the export would write (see ``ExportPreview``). Writes nothing."""
+    plan = plan_export(store, dataset_id, rules)
+    return ExportPreview(split_table(plan, rules.weights), rule_table(plan), count_table(plan),
+                         split_rule_text(rules))
 
 
 def export_dataset(store: Store, settings, dataset_id: int, out_dir: Path, fmt: str,
@@ -85,11 +118,18 @@ def export_dataset(store: Store, settings, dataset_id: int, out_dir: Path, fmt: 
                               rules.to_dict(), _stored_counts(plan, counts))
     return ExportResult(out, fmt, export_id, _run_id(loaded), counts,
                         counts_summary(plan, counts)["total"], len(rows), len(report.skipped),
-                        rules.weights)
+                        rules.weights, _zero_weight(rows))
 
 
 def _quiet(fraction: float, message: str) -> None:
     return None
+
+
+def _zero_weight(rows: pd.DataFrame) -> int:
+    """Rows written at sample_weight 0: removed ones, and kept ones whose scores give 0."""
+    if "sample_weight" not in rows.columns:
+        return 0
+    return int((rows["sample_weight"] == 0).sum())
 
 
 def _run_id(loaded: LoadedExport) -> int | None:
@@ -102,6 +142,7 @@ def _provenance(loaded: LoadedExport, fmt: str, plan: pd.DataFrame, counts: pd.D
         dataset=loaded.dataset, run=loaded.run, detectors=loaded.detectors, fmt=fmt,
         rules=loaded.inputs.rules, plan=plan, counts=counts, report=report,
         samples=loaded.inputs.samples, rows=rows, written=written,
+        suggestion_thresholds=loaded.suggestion_thresholds,
     )
 
 

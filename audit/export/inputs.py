@@ -8,12 +8,13 @@ here with the names that do exist.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 
 from audit.errors import ConfigError, NotFoundError
-from audit.export.plan import PlanInputs
-from audit.export.rules import ExportRules
+from audit.export.plan import PlanInputs, confident_thresholds
+from audit.export.rules import ENGINE_CONFIDENCE, ExportRules
 from audit.store import Store
 from audit.store.datasets import DatasetRecord, get_dataset, samples_frame
 from audit.store.exports import (
@@ -26,7 +27,7 @@ from audit.store.runs import get_run, latest_finished_run
 _EMPTY = {
     "flags": ["sample_id", "detector", "score", "is_issue", "suggests_label"],
     "duplicates": ["sample_id", "set_id", "duplicate_of", "leak"],
-    "suggestions": ["sample_id", "suggested_label", "suggested_confidence"],
+    "suggestions": ["sample_id", "suggested_label", "suggested_confidence", "min_confidence"],
 }
 
 
@@ -36,6 +37,7 @@ class LoadedExport:
     run: dict | None
     detectors: list[str]
     inputs: PlanInputs
+    suggestion_thresholds: dict[str, float] | None = None
 
 
 def load_inputs(store: Store, dataset_id: int, rules: ExportRules) -> LoadedExport:
@@ -44,15 +46,16 @@ def load_inputs(store: Store, dataset_id: int, rules: ExportRules) -> LoadedExpo
     samples = samples_frame(store, dataset.id)
     _check_splits(dataset, samples, rules.splits)
     run_id = _resolve_run(store, dataset, rules)
+    run = get_run(store, run_id) if run_id is not None else None
     detectors = _resolve_detectors(store, run_id, rules) if run_id is not None else []
+    thresholds = _suggestion_thresholds(store, run, samples, rules)
     inputs = PlanInputs(
         samples=samples, decisions=current_decisions(store, dataset.id),
         flags=_flags(store, run_id, detectors, rules),
         duplicates=_duplicates(store, run_id, rules),
-        suggestions=_suggestions(store, run_id, rules), rules=rules,
+        suggestions=_suggestions(store, run_id, rules, thresholds), rules=rules,
     )
-    run = get_run(store, run_id) if run_id is not None else None
-    return LoadedExport(dataset, run, detectors, inputs)
+    return LoadedExport(dataset, run, detectors, inputs, thresholds)
 
 
 def _check_splits(dataset: DatasetRecord, samples: pd.DataFrame, splits: list[str] | None) -> None:
@@ -130,7 +133,37 @@ def _duplicates(store: Store, run_id: int | None, rules: ExportRules) -> pd.Data
     return duplicate_sets(store, run_id)
 
 
-def _suggestions(store: Store, run_id: int | None, rules: ExportRules) -> pd.DataFrame:
+def _suggestions(store: Store, run_id: int | None, rules: ExportRules,
+                 thresholds: dict[str, float] | None) -> pd.DataFrame:
+    """The run's label suggestions, each with the confidence it needs to apply."""
     if run_id is None or rules.apply_suggested is None:
         return pd.DataFrame(columns=_EMPTY["suggestions"])
-    return label_suggestions(store, run_id)
+    suggestions = label_suggestions(store, run_id)
+    if thresholds is None:
+        return suggestions.assign(min_confidence=float(rules.apply_suggested))
+    return suggestions.assign(min_confidence=suggestions["suggested_label"].map(thresholds))
+
+
+def _suggestion_thresholds(store: Store, run: dict | None, samples: pd.DataFrame,
+                           rules: ExportRules) -> dict[str, float] | None:
+    """With apply_suggested "auto": confident learning's threshold per class, from the run's
+    label_issue self-confidence scores (see ``confident_thresholds``)."""
+    if run is None or rules.apply_suggested != ENGINE_CONFIDENCE:
+        return None
+    _check_self_confidence(run)
+    scores = detector_flags(store, int(run["id"]), [SUGGESTING_DETECTOR])
+    return confident_thresholds(scores, samples)
+
+
+def _check_self_confidence(run: dict) -> None:
+    from audit.detectors.label_issue import LabelIssue
+
+    config = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"] or {}
+    chosen = ((config.get("params") or {}).get(SUGGESTING_DETECTOR) or {}).get("method")
+    method = chosen or LabelIssue.params["method"]
+    if method != "self_confidence":
+        raise ConfigError(
+            f"run {run['id']} scored {SUGGESTING_DETECTOR} with method {method!r}, whose scores "
+            f"are not the class probabilities that apply_suggested {ENGINE_CONFIDENCE!r} reads; "
+            "give a minimum confidence instead, e.g. --apply-suggested 0.9"
+        )

@@ -18,26 +18,34 @@ from audit.export.rules import ExportRules
 
 PRECEDENCE = """\
 1. A person's standing decision (remove / relabel / keep; the latest wins, undo withdraws)
-   always wins over every automatic rule.
-2. Automatic drops: flagged by a chosen detector (is_issue, or score < threshold), and
+   always wins over every automatic rule, in every split.
+2. The split rule: the automatic rules (flagged drops, suggested labels, dedupe, score
+   weights) act only on the chosen auto_splits (train alone by default); other splits change
+   only through reviewed decisions and the leakage side chosen.
+3. Automatic drops: flagged by a chosen detector (is_issue, or score < threshold), and
    train/test leakage on the chosen side ("test": members outside train; "train": members
-   in train).
-3. Suggested labels: a label_issue flag whose suggested_confidence reaches apply_suggested is
+   in train; an explicit choice, so it applies whatever auto_splits says).
+4. Suggested labels: a label_issue flag whose suggested_confidence reaches apply_suggested
+   (a number, or "auto": the confident-learning threshold of the suggested class) is
    relabelled instead of dropped; that also answers the other flags about its label (the
    label-noise detectors knn_label, training_dynamics and overall, and any detector whose
    details suggest a label), while any other flag (outlier, image_quality ...) still drops it.
-4. Near-duplicate sets: within a split, among the members still kept, the first in source
+5. Near-duplicate sets: within a split, among the members still kept, the first in source
    order stays (or every member a person kept or relabelled); the others are dropped."""
 
 WEIGHT_FORMULA = """\
 For each chosen detector d with score s_d: w_d = min(1, s_d / threshold) when a threshold is
 set, else w_d = s_d if d flags the example and 1 if not. sample_weight = min over d of w_d
 (1 without scores). Overrides: removed examples 0; examples a person kept or relabelled 1;
-examples relabelled by a suggestion get the suggestion's confidence."""
+examples relabelled by a suggestion get the suggestion's confidence. Splits outside
+auto_splits take no score weights (1 unless a person removed the example)."""
 
 LABEL_DETECTORS = ("label_issue", "knn_label", "training_dynamics", "overall")
 COUNT_COLUMNS = ["split", "label", "before", "kept", "removed", "relabelled", "relabelled_in",
-                 "after"]
+                 "after", "weighted"]
+SPLIT_COLUMNS = ["split", "before", "removed", "relabelled", "weighted", "after", "written"]
+RULE_COLUMNS = ["split", "rule", "removed", "relabelled", "weighted", "kept"]
+RULES_IN_ORDER = ("reviewer", "flagged", "leakage", "suggested", "dedupe", "weights", "none")
 
 
 @dataclasses.dataclass
@@ -48,27 +56,33 @@ class PlanInputs:
     decisions: pd.DataFrame     # current_decisions: sample_id, action, new_label, note
     flags: pd.DataFrame         # sample_id, detector, score, is_issue, suggests_label
     duplicates: pd.DataFrame    # sample_id, set_id, duplicate_of, leak
-    suggestions: pd.DataFrame   # sample_id, suggested_label, suggested_confidence
+    suggestions: pd.DataFrame   # sample_id, suggested_label, suggested_confidence, min_confidence
     rules: ExportRules
 
 
 def build_plan(inputs: PlanInputs) -> pd.DataFrame:
-    """One row per selected sample, in source order, with its action, new label and reason."""
+    """One row per selected sample, in source order, with its action, new label, reason and
+    the ``rule`` that decided it (one of ``RULES_IN_ORDER``; empty: no rule touched it)."""
     rules = inputs.rules
     flags, duplicates = _plain_strings(inputs.flags), _plain_strings(inputs.duplicates)
     plan = _selected(_plain_strings(inputs.samples), rules.splits)
+    automatic = plan.index[plan["split"].isin(rules.auto_splits)]
     person = _plain_strings(inputs.decisions).set_index("sample_id").reindex(plan.index)
-    suggested = _suggested_relabels(plan, _plain_strings(inputs.suggestions),
+    suggested = _suggested_relabels(plan.loc[automatic], _plain_strings(inputs.suggestions),
                                     rules.apply_suggested)
-    auto = _joined(_flag_reasons(plan, flags, rules, suggested.index),
-                   _leak_reasons(plan, duplicates, rules.leakage))
+    flagged = _flag_reasons(plan.loc[automatic], flags, rules, suggested.index)
+    flagged = flagged.reindex(plan.index, fill_value="")
+    leaked = _leak_reasons(plan, duplicates, rules.leakage)
+    auto = _joined(flagged, leaked)
     plan.loc[auto != "", "action"] = "remove"
     plan["reason"] = auto
+    plan["rule"] = np.where(flagged != "", "flagged", np.where(leaked != "", "leakage", ""))
     _apply_suggestions(plan, suggested)
     _apply_decisions(plan, person, auto)
-    _apply_dedupe(plan, duplicates, person, rules.dedupe)
+    _apply_dedupe(plan, automatic, duplicates, person, rules.dedupe)
     if rules.weights:
-        plan["sample_weight"] = _weights(plan, flags, rules, person, suggested)
+        automatic_flags = flags[flags["sample_id"].isin(automatic)]
+        plan["sample_weight"] = _weights(plan, automatic_flags, rules, person, suggested)
     return plan.reset_index(drop=True)
 
 
@@ -139,13 +153,27 @@ def _leak_reasons(plan: pd.DataFrame, duplicates: pd.DataFrame, side: str) -> pd
 # --- relabels and decisions ----------------------------------------------------------------
 
 def _suggested_relabels(plan: pd.DataFrame, suggestions: pd.DataFrame,
-                        min_confidence: float | None) -> pd.DataFrame:
-    if min_confidence is None or suggestions.empty:
+                        apply_suggested: float | str | None) -> pd.DataFrame:
+    """The suggestions that apply: in ``plan``'s rows and at least their ``min_confidence``."""
+    if apply_suggested is None or suggestions.empty:
         return suggestions.iloc[0:0].set_index("sample_id")
     chosen = suggestions[suggestions["sample_id"].isin(plan.index)].set_index("sample_id")
-    confident = chosen["suggested_confidence"].fillna(-1.0) >= min_confidence
+    required = chosen["min_confidence"].astype(float).fillna(np.inf)
+    confident = chosen["suggested_confidence"].fillna(-1.0) >= required
     differs = chosen["suggested_label"] != plan.loc[chosen.index, "label"]
     return chosen[confident & differs]
+
+
+def confident_thresholds(self_confidence: pd.DataFrame, samples: pd.DataFrame) -> dict[str, float]:
+    """Confident learning's per-class threshold t_j: the mean self-confidence (label_issue's
+    score, the out-of-sample probability of the given label) of the samples labelled j
+    (cleanlab's ``get_confident_thresholds``). A suggestion of class j is confident when its
+    probability reaches t_j, the rule the engine's confident joint counts by."""
+    labels = _plain_strings(samples).set_index("sample_id")["label"]
+    scored = _plain_strings(self_confidence).dropna(subset=["score"])
+    given = labels.reindex(scored["sample_id"]).to_numpy()
+    means = scored["score"].astype(float).groupby(given).mean()
+    return {str(label): float(value) for label, value in means.items()}
 
 
 def _apply_suggestions(plan: pd.DataFrame, suggested: pd.DataFrame) -> None:
@@ -157,6 +185,7 @@ def _apply_suggestions(plan: pd.DataFrame, suggested: pd.DataFrame) -> None:
     confidence = suggested.loc[rows, "suggested_confidence"]
     plan.loc[rows, "new_label"] = new
     plan.loc[rows, "action"] = "relabel"
+    plan.loc[rows, "rule"] = "suggested"
     plan.loc[rows, "reason"] = [
         f"suggested label {n!r} (confidence {c:.3f}) replaces {o!r}"
         for n, c, o in zip(new, confidence, old)
@@ -173,6 +202,7 @@ def _apply_decisions(plan: pd.DataFrame, person: pd.DataFrame, auto: pd.Series) 
             reviewed.itertuples(), plan.loc[reviewed.index, "label"], auto[reviewed.index])
     ]
     plan.loc[reviewed.index, ["action", "new_label", "reason"]] = np.array(outcomes, dtype=object)
+    plan.loc[reviewed.index, "rule"] = "reviewer"
 
 
 def _decision_outcome(decision, label: str, auto_reason: str) -> tuple[str, str, str]:
@@ -188,12 +218,13 @@ def _decision_outcome(decision, label: str, auto_reason: str) -> tuple[str, str,
 
 # --- near-duplicate sets -------------------------------------------------------------------
 
-def _apply_dedupe(plan: pd.DataFrame, duplicates: pd.DataFrame, person: pd.DataFrame,
-                  enabled: bool) -> None:
+def _apply_dedupe(plan: pd.DataFrame, automatic: pd.Index, duplicates: pd.DataFrame,
+                  person: pd.DataFrame, enabled: bool) -> None:
+    """Within a split, drop all but one member of each set, among the ``automatic`` rows."""
     if not enabled or duplicates.empty:
         return
     members = duplicate_members(duplicates)
-    members = members[members["sample_id"].isin(plan.index)]
+    members = members[members["sample_id"].isin(automatic)]
     members = members[(plan.loc[members["sample_id"], "action"] != "remove").to_numpy()]
     protected = person.loc[members["sample_id"], "action"].isin(["keep", "relabel"]).to_numpy()
     members = members.assign(
@@ -204,6 +235,7 @@ def _apply_dedupe(plan: pd.DataFrame, duplicates: pd.DataFrame, person: pd.DataF
     keeper = groups["sample_id"].transform("first")
     dropped = members[(groups.cumcount() > 0).to_numpy() & ~members["protected"].to_numpy()]
     plan.loc[dropped["sample_id"], "action"] = "remove"
+    plan.loc[dropped["sample_id"], "rule"] = "dedupe"
     plan.loc[dropped["sample_id"], "reason"] = [
         f"near-duplicate of {k!r} (set {s})"
         for k, s in zip(keeper[dropped.index], dropped["set_id"])
@@ -283,23 +315,56 @@ def score_weights(flags: pd.DataFrame, threshold: float | None) -> pd.Series:
 # --- counts --------------------------------------------------------------------------------
 
 def count_table(plan: pd.DataFrame) -> pd.DataFrame:
-    """kept / removed / relabelled per split and class; relabelled_in and after by new label."""
-    changed = plan["new_label"] != plan["label"]
-    frame = plan.assign(
-        before=1, removed=plan["action"] == "remove",
-        relabelled=(plan["action"] == "relabel") & changed,
-    )
-    by_class = frame.groupby(["split", "label"])[["before", "removed", "relabelled"]].sum()
+    """kept / removed / relabelled per split and class; relabelled_in and after by new label;
+    weighted: the kept rows written with a sample_weight below 1 (a part of kept)."""
+    frame = _outcomes(plan)
+    by_class = frame.groupby(["split", "label"])[["before", "removed", "relabelled",
+                                                  "weighted"]].sum()
     moved = frame[frame["relabelled"]].groupby(["split", "new_label"]).size()
     moved.index = moved.index.set_names(["split", "label"])
     table = by_class.join(moved.rename("relabelled_in"), how="outer").fillna(0).astype(int)
     table["kept"] = table["before"] - table["removed"] - table["relabelled"]
     table["after"] = table["kept"] + table["relabelled_in"]
-    return _in_split_order(table.reset_index())[COUNT_COLUMNS]
+    return _in_split_order(table.reset_index(), "label")[COUNT_COLUMNS]
 
 
-def _in_split_order(table: pd.DataFrame) -> pd.DataFrame:
+def split_table(plan: pd.DataFrame, weights: bool) -> pd.DataFrame:
+    """Per split: before, removed, relabelled, weighted, after, and the rows written (every
+    row with weights, the rows kept or relabelled without)."""
+    table = _outcomes(plan).groupby("split")[["before", "removed", "relabelled",
+                                              "weighted"]].sum().astype(int)
+    table["after"] = table["before"] - table["removed"]
+    table["written"] = table["before"] if weights else table["after"]
+    return _in_split_order(table.reset_index(), "split")[SPLIT_COLUMNS]
+
+
+def rule_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """Per split and deciding rule (``RULES_IN_ORDER``; "weights": kept at a score weight
+    below 1, "none": untouched): how many rows it removed, relabelled, weighted and kept."""
+    frame = _outcomes(plan)
+    untouched = np.where(frame["weighted"], "weights", "none")
+    frame["rule"] = np.where(frame["rule"] != "", frame["rule"], untouched)
+    frame["kept"] = ~(frame["removed"] | frame["relabelled"])
+    table = frame.groupby(["split", "rule"])[["removed", "relabelled", "weighted",
+                                              "kept"]].sum().astype(int).reset_index()
+    order = {rule: i for i, rule in enumerate(RULES_IN_ORDER)}
+    table["_order"] = table["rule"].map(order)
+    return _in_split_order(table, "_order")[RULE_COLUMNS]
+
+
+def _outcomes(plan: pd.DataFrame) -> pd.DataFrame:
+    """The plan with 0/1 columns before, removed, relabelled and weighted."""
+    kept = plan["action"] == "keep"
+    weight = plan["sample_weight"] if "sample_weight" in plan.columns else 1.0
+    return plan.assign(
+        before=1, removed=plan["action"] == "remove",
+        relabelled=(plan["action"] == "relabel") & (plan["new_label"] != plan["label"]),
+        weighted=kept & (weight < 1.0),
+    )
+
+
+def _in_split_order(table: pd.DataFrame, then: str) -> pd.DataFrame:
     order = {split: i for i, split in enumerate(SPLITS)}
     rank = table["split"].map(order).fillna(len(SPLITS))
-    return table.assign(_rank=rank).sort_values(["_rank", "split", "label"]).drop(
+    return table.assign(_rank=rank).sort_values(["_rank", "split", then]).drop(
         columns="_rank").reset_index(drop=True)

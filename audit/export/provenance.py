@@ -43,7 +43,7 @@ def counts_summary(plan: pd.DataFrame, counts: pd.DataFrame) -> dict:
 def build_provenance(*, dataset, run: dict | None, detectors: list[str], fmt: str,
                      rules: ExportRules, plan: pd.DataFrame, counts: pd.DataFrame,
                      report: WriteReport, samples: pd.DataFrame, rows: pd.DataFrame,
-                     written: list[str]) -> dict:
+                     written: list[str], suggestion_thresholds: dict | None = None) -> dict:
     """The provenance document for one export; ``written`` lists every file beside it."""
     return {
         "sieve_export": PROVENANCE_VERSION,
@@ -54,7 +54,8 @@ def build_provenance(*, dataset, run: dict | None, detectors: list[str], fmt: st
         "format": fmt,
         "rules": rules.to_dict(),
         "thresholds": {"detectors": detectors, "threshold": rules.threshold,
-                       "apply_suggested": rules.apply_suggested},
+                       "apply_suggested": rules.apply_suggested,
+                       "suggestion_thresholds": suggestion_thresholds},
         "precedence": PRECEDENCE,
         "weight_formula": WEIGHT_FORMULA if rules.weights else None,
         "counts": counts_summary(plan, counts),

@@ -1,5 +1,8 @@
-"""Export: choose the run, splits, rule and format; preview what would be kept, removed and
-relabelled per split and class; write the cleaned dataset and download it as a zip.
+"""Export: choose the run, splits, rules and format; preview what would be removed,
+relabelled, weighted and kept per split, rule and class (the same preview
+``python -m audit export --dry-run`` prints); write the cleaned dataset and download it as a
+zip. The automatic rules act only on the splits chosen under "Automatic rules act on" (train
+by default); the page says so above the preview.
 
 The preview is cached per store version and rules, and the zip is built only when the user
 clicks the download button (Streamlit runs the callable then, off the script thread), so a
@@ -13,6 +16,7 @@ import streamlit as st
 
 from audit.export import FORMATS, ExportRules, export_dataset
 from audit.export.archive import folder_bytes, zipped
+from audit.export.rules import DEFAULT_AUTO_SPLITS, ENGINE_CONFIDENCE
 from dashboard import context, data
 from dashboard.errors import reported
 from dashboard.widgets import plain
@@ -21,6 +25,9 @@ DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024
 DONE_KEY = "export_done"
 RULES = {"decisions": "Reviewed decisions only",
          "flagged": "Also drop every example flagged by the chosen detectors"}
+SUGGESTIONS = {"off": "Off",
+               ENGINE_CONFIDENCE: "At the engine's threshold (confident learning, per class)",
+               "number": "At a minimum confidence"}
 
 
 def main() -> None:
@@ -30,8 +37,13 @@ def main() -> None:
     fmt = st.selectbox("Format", FORMATS, key="export_format")
     with reported():
         st.subheader("Preview")
-        st.dataframe(data.export_preview(view.store, view.key, view.dataset_id, rules),
-                     hide_index=True)
+        preview = data.export_preview(view.store, view.key, view.dataset_id, rules)
+        st.caption(preview.split_rule)
+        st.dataframe(preview.by_split, hide_index=True)
+        st.markdown("**Per split and rule**")
+        st.dataframe(preview.by_rule, hide_index=True)
+        st.markdown("**Per split and class**")
+        st.dataframe(preview.by_class, hide_index=True)
     _export(view, rules, fmt)
 
 
@@ -41,6 +53,12 @@ def _rules(view: context.View) -> ExportRules:
     run_id = st.selectbox("Run", runs, index=runs.index(view.run_id), key="export_run",
                           format_func=lambda r: f"run {r}")
     chosen_splits = st.multiselect("Splits", splits, default=splits, key="export_splits")
+    auto_splits = st.multiselect(
+        "Automatic rules act on", splits, key="export_auto_splits",
+        default=[s for s in splits if s in DEFAULT_AUTO_SPLITS],
+        help="Flagged drops, suggested labels, dedupe and score weights change only these "
+             "splits; the others change only through reviewed decisions and the leakage "
+             "side you choose. Add val or test only on purpose.")
     rule = st.radio("Rule", list(RULES), format_func=RULES.get, key="export_rule")
     flagged = rule == "flagged"
     detectors = st.multiselect("Detectors that count", data.run_detectors(view.store, run_id),
@@ -48,6 +66,7 @@ def _rules(view: context.View) -> ExportRules:
                                help="None chosen: every detector except near_duplicate")
     threshold = st.slider("Drop scores below (0 = use each detector's own flag)", 0.0, 1.0, 0.0,
                           0.01, key="export_threshold", disabled=not flagged)
+    apply_suggested = _suggestions()
     cols = st.columns(3)
     dedupe = cols[0].checkbox("Keep one of each duplicate set", key="export_dedupe")
     leakage = cols[1].selectbox("Train/test leaks: drop from", ("keep", "test", "train"),
@@ -56,8 +75,19 @@ def _rules(view: context.View) -> ExportRules:
     return ExportRules(run_id=run_id, include_flagged=flagged,
                        detectors=list(detectors) or None if flagged else None,
                        threshold=threshold if flagged and threshold > 0 else None,
-                       dedupe=dedupe, leakage=leakage, weights=weights,
-                       splits=list(chosen_splits) or None)
+                       apply_suggested=apply_suggested, dedupe=dedupe, leakage=leakage,
+                       weights=weights, splits=list(chosen_splits) or None,
+                       auto_splits=list(auto_splits))
+
+
+def _suggestions() -> float | str | None:
+    """apply_suggested: off, the engine's confident-learning threshold, or a number."""
+    choice = st.radio("Relabel label_issue flags with their suggested label",
+                      list(SUGGESTIONS), format_func=SUGGESTIONS.get, key="export_suggested",
+                      horizontal=True)
+    minimum = st.slider("Minimum suggestion confidence", 0.5, 1.0, 0.9, 0.01,
+                        key="export_suggested_min", disabled=choice != "number")
+    return {"off": None, ENGINE_CONFIDENCE: ENGINE_CONFIDENCE, "number": minimum}[choice]
 
 
 def _export(view: context.View, rules: ExportRules, fmt: str) -> None:

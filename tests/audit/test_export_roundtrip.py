@@ -23,8 +23,10 @@ from audit.store.flags import Decision, record_decisions
 from tests.audit.test_export_support import ingest_small, succeeded_run, tree_digest
 
 pytestmark = pytest.mark.slow
+# every split on purpose: the expected labels below apply the automatic rules to train and test
 RULES = ExportRules(include_flagged=True, detectors=["label_issue", "outlier"],
-                    apply_suggested=0.9, dedupe=True, leakage="test")
+                    apply_suggested=0.9, dedupe=True, leakage="test",
+                    auto_splits=["train", "test"])
 
 
 class Demo:

@@ -15,7 +15,7 @@ import pytest
 from audit.errors import ConfigError, NotFoundError
 from audit.export import ExportRules, plan_export, preview_export
 from audit.export.plan import duplicate_members
-from audit.export.rules import check_format
+from audit.export.rules import check_format, split_rule_text
 from audit.store.exports import duplicate_sets
 from audit.store.flags import Decision, record_decisions
 from audit.store.runs import create_run, finish_run
@@ -50,13 +50,19 @@ def test_reviewed_decisions_latest_wins_and_undo_withdraws(store, small) -> None
     assert _row(plan, "s01")["reason"] == "removed by reviewer: blurry"
     assert _row(plan, "s04")["reason"] == "relabelled by reviewer: 'cat' -> 'bird'"
     assert _row(plan, "s03")["reason"] == "kept by reviewer"
-    counts = preview_export(store, small, ExportRules())
-    assert counts.values.tolist() == [
-        ["train", "bird", 0, 0, 0, 0, 1, 1],
-        ["train", "cat", 4, 3, 0, 1, 0, 3],
-        ["train", "dog", 4, 3, 1, 0, 0, 3],
-        ["test", "cat", 2, 2, 0, 0, 0, 2],
-        ["test", "dog", 2, 2, 0, 0, 0, 2],
+    preview = preview_export(store, small, ExportRules())
+    assert preview.by_class.values.tolist() == [
+        ["train", "bird", 0, 0, 0, 0, 1, 1, 0],
+        ["train", "cat", 4, 3, 0, 1, 0, 3, 0],
+        ["train", "dog", 4, 3, 1, 0, 0, 3, 0],
+        ["test", "cat", 2, 2, 0, 0, 0, 2, 0],
+        ["test", "dog", 2, 2, 0, 0, 0, 2, 0],
+    ]
+    assert preview.by_split.values.tolist() == [["train", 8, 1, 1, 0, 7, 7],
+                                                ["test", 4, 0, 0, 0, 4, 4]]
+    assert preview.by_rule.values.tolist() == [
+        ["train", "reviewer", 1, 1, 0, 1], ["train", "none", 0, 0, 0, 5],
+        ["test", "reviewer", 0, 0, 0, 1], ["test", "none", 0, 0, 0, 3],
     ]
 
 
@@ -149,7 +155,9 @@ def test_duplicate_sets_join_through_set_ids_and_links(store, small) -> None:
 def test_dedupe_keeps_one_per_split_and_leakage_drops_the_chosen_side(store, small) -> None:
     _duplicate_run(store, small)
     record_decisions(store, small, [Decision("s04", "keep")])
-    deduped = plan_export(store, small, ExportRules(dedupe=True))
+    train_only = plan_export(store, small, ExportRules(dedupe=True))
+    assert set(_actions(train_only)) == {"s00", "s06", "s09"}
+    deduped = plan_export(store, small, ExportRules(dedupe=True, auto_splits=["train", "test"]))
     assert set(_actions(deduped)) == {"s00", "s06", "s11", "s09"}
     assert _row(deduped, "s09")["reason"] == "near-duplicate of 's03' (set of s03)"
     assert _row(deduped, "s00")["reason"] == "near-duplicate of 's04' (set A)"
@@ -157,7 +165,8 @@ def test_dedupe_keeps_one_per_split_and_leakage_drops_the_chosen_side(store, sma
     assert set(_actions(test_side)) == {"s05", "s11"}
     assert _row(test_side, "s05")["reason"] == (
         "train/test leak: near-duplicate set B spans train and test; removed from the test side")
-    train_side = plan_export(store, small, ExportRules(leakage="train", dedupe=True))
+    train_side = plan_export(store, small, ExportRules(leakage="train", dedupe=True,
+                                                       auto_splits=["train", "test"]))
     assert set(_actions(train_side)) == {"s01", "s11", "s00", "s06", "s09"}
 
 
@@ -169,12 +178,16 @@ def test_weights_follow_the_documented_formula(store, small) -> None:
         ("s04", "label_issue", 0.05, True, _suggest("dog", 0.8)),
     ])
     record_decisions(store, small, [Decision("s00", "keep"), Decision("s03", "remove")])
-    plan = plan_export(store, small, ExportRules(weights=True, apply_suggested=0.75))
+    plan = plan_export(store, small, ExportRules(weights=True, apply_suggested=0.75,
+                                                 auto_splits=["train", "test"]))
     weights = dict(zip(plan["sample_id"], plan["sample_weight"]))
     assert len(plan) == 12
     assert weights == pytest.approx({
         "s00": 1.0, "s01": 0.2, "s02": 0.5, "s03": 0.0, "s04": 0.8, "s05": 1.0,
         "s06": 1.0, "s07": 1.0, "s08": 1.0, "s09": 1.0, "s10": 1.0, "s11": 1.0})
+    train_only = plan_export(store, small, ExportRules(weights=True, apply_suggested=0.75))
+    weights = dict(zip(train_only["sample_id"], train_only["sample_weight"]))
+    assert (weights["s01"], weights["s02"]) == (pytest.approx(0.2), 1.0)  # s02 is in test
     scaled = plan_export(store, small, ExportRules(weights=True, detectors=["outlier"],
                                                    threshold=0.4, include_flagged=True))
     weights = dict(zip(scaled["sample_id"], scaled["sample_weight"]))
@@ -193,6 +206,9 @@ def test_weights_follow_the_documented_formula(store, small) -> None:
     ({"detectors": "outlier"}, "detectors 'outlier' must be a non-empty list"),
     ({"detectors": []}, "detectors [] must be a non-empty list"),
     ({"run_id": 0}, "run_id 0 is not a run id"),
+    ({"auto_splits": ["dev"]}, "split 'dev' is not one of ['train', 'val', 'test']"),
+    ({"auto_splits": "train"}, "auto_splits 'train' must be a list of split names"),
+    ({"apply_suggested": "sure"}, "apply_suggested 'sure' is not a number in [0, 1]"),
 ])
 def test_bad_rules_name_the_value(kwargs, words) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(words)):
@@ -224,3 +240,49 @@ def test_rules_are_checked_against_the_store(store, small) -> None:
         plan_export(store, small, ExportRules(include_flagged=True, detectors=["nope"]))
     with pytest.raises(ConfigError, match=f"run {run_id} has no near_duplicate scores"):
         plan_export(store, small, ExportRules(dedupe=True))
+
+
+def _self_confidence_run(store, dataset_id: int, config: dict | None = None) -> int:
+    """label_issue scores (self-confidence) for every sample; class means: cat 0.6833, dog 0.45.
+    Flagged with suggestions: s10 (cat -> dog 0.70), s03 (dog -> cat 0.85), s07 (dog -> cat
+    0.60) in train, s11 (dog -> cat 0.95) in test."""
+    scores = {"s00": 0.8, "s02": 0.9, "s04": 0.7, "s06": 0.6, "s08": 0.9, "s10": 0.2,
+              "s01": 0.9, "s03": 0.1, "s05": 0.8, "s07": 0.15, "s09": 0.7, "s11": 0.05}
+    suggestions = {"s10": _suggest("dog", 0.70), "s03": _suggest("cat", 0.85),
+                   "s07": _suggest("cat", 0.60), "s11": _suggest("cat", 0.95)}
+    return succeeded_run(store, dataset_id, [
+        (sid, "label_issue", score, sid in suggestions, suggestions.get(sid))
+        for sid, score in scores.items()
+    ], config)
+
+
+def test_auto_suggestions_use_confident_learning_thresholds(store, small) -> None:
+    _self_confidence_run(store, small)
+    engine = plan_export(store, small, ExportRules(apply_suggested="auto"))
+    # s10: 0.70 >= t_dog 0.45; s03: 0.85 >= t_cat 0.683; s07: 0.60 < 0.683; s11 is in test
+    assert _actions(engine) == {"s10": ("relabel", "dog"), "s03": ("relabel", "cat")}
+    fixed = plan_export(store, small, ExportRules(apply_suggested=0.8))
+    assert _actions(fixed) == {"s03": ("relabel", "cat")}
+    every_split = plan_export(store, small, ExportRules(apply_suggested="auto",
+                                                        auto_splits=["train", "test"]))
+    assert _actions(every_split) == {"s10": ("relabel", "dog"), "s03": ("relabel", "cat"),
+                                     "s11": ("relabel", "cat")}
+
+
+def test_auto_suggestions_need_self_confidence_scores(store, small) -> None:
+    run_id = _self_confidence_run(
+        store, small, {"params": {"label_issue": {"method": "normalized_margin"}}})
+    with pytest.raises(ConfigError, match=f"^run {run_id} scored label_issue with method "
+                                          "'normalized_margin'.*--apply-suggested 0.9$"):
+        plan_export(store, small, ExportRules(apply_suggested="auto"))
+
+
+def test_the_split_rule_in_words() -> None:
+    assert split_rule_text(ExportRules()) == (
+        "Automatic rules (flagged drops, suggested labels, dedupe and score weights) act on "
+        "train only. Val and test change only through reviewed decisions.")
+    assert split_rule_text(ExportRules(auto_splits=["val", "train"], leakage="test")) == (
+        "Automatic rules (flagged drops, suggested labels, dedupe and score weights) act on "
+        "train and val only. Test changes only through reviewed decisions and the leakage "
+        "rule. Leakage drops train/test near-duplicates from the test side (every split but "
+        "train), as chosen.")

@@ -37,9 +37,9 @@ def ingest_small(store, settings, root: Path, n: int = 12, name: str = "small") 
     return ingest(store, small_manifest(root, n), settings, name=name)
 
 
-def succeeded_run(store, dataset_id: int, rows: list[tuple]) -> int:
+def succeeded_run(store, dataset_id: int, rows: list[tuple], config: dict | None = None) -> int:
     """A finished run holding (sample_id, detector, score, is_issue, details-dict) rows."""
-    run_id = create_run(store, dataset_id, {"detectors": "synthetic"})
+    run_id = create_run(store, dataset_id, config or {"detectors": "synthetic"})
     frame = pd.DataFrame(rows, columns=["sample_id", "detector", "score", "is_issue", "details"])
     frame["details"] = [json.dumps(d) if d is not None else None for d in frame["details"]]
     write_scores(store, run_id, frame)

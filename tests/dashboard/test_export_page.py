@@ -1,5 +1,6 @@
 """The Export page after hardening (issue 14): "Replace" never deletes a file of yours, and the
-zip is built only when the download button is clicked, not on every rerun."""
+zip is built only when the download button is clicked, not on every rerun. Since issue 11 the
+automatic rules act on train alone unless the user picks other splits, and the page says so."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 from streamlit.testing.v1 import AppTest
 
+from audit.export import ExportRules, split_rule_text
 from dashboard.widgets import plain
 from tests.dashboard.conftest import APP
 
@@ -47,3 +49,26 @@ def test_the_zip_is_built_on_click_not_on_rerun(app_home, tmp_path):
     assert not at.exception and not at.error, [e.value for e in at.exception]
     button = at.get("download_button")[0].proto
     assert button.deferred_file_id and button.url == ""
+
+
+def _by_split(at: AppTest):
+    assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+    return at.dataframe[0].value.set_index("split")
+
+
+def test_automatic_rules_spare_val_and_test_unless_chosen(app_home):
+    at = _export_page()
+    assert at.multiselect(key="export_auto_splits").value == ["train"]
+    assert split_rule_text(ExportRules()) in [c.value for c in at.caption]
+    at.radio(key="export_rule").set_value("flagged").run()
+    at.radio(key="export_suggested").set_value("auto").run()
+    by_split = _by_split(at)
+    assert by_split.loc["test", "removed"] == by_split.loc["test", "relabelled"] == 0
+    assert by_split.loc["train", "removed"] > 0 and by_split.loc["train", "relabelled"] > 0
+    rules = at.dataframe[1].value
+    assert set(rules[rules["split"] == "test"]["rule"]) == {"none"}
+
+    at.multiselect(key="export_auto_splits").set_value(["train", "test"]).run()
+    assert _by_split(at).loc["test", "removed"] > 0
+    assert split_rule_text(ExportRules(auto_splits=["train", "test"])) in [
+        c.value for c in at.caption]

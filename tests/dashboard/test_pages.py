@@ -243,6 +243,7 @@ def test_export_preview_counts_decisions_and_flag_rule(app, app_home):
     assert preview["before"].sum() == preview["after"].sum() + 1
     _ok(at.radio(key="export_rule").set_value("flagged").run())
     at.multiselect(key="export_detectors").set_value(["label_issue"])
+    at.multiselect(key="export_auto_splits").set_value(["train", "test"])  # flips in both
     _ok(at.run())
     flagged = at.dataframe[0].value
     flips = len(app_home["truth"]["label_flip"])

