@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from audit.embedders import EMBEDDER_CHOICES
@@ -148,7 +150,7 @@ def _run(args, settings: Settings) -> int:
     _check_supplied_files(store, dataset.id, args)
     config = AuditConfig.from_dict(_config_overrides(args), settings)
     job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
-    print(f"queued job {job_id} for dataset {dataset.name!r}")
+    print(f"queued job {job_id} for dataset {dataset.name!r}", flush=True)
     return _wait(store, settings, job_id) if args.wait else 0
 
 
@@ -221,7 +223,17 @@ def _order(args, settings: Settings) -> int:
 def _wait(store: Store, settings: Settings, job_id: int) -> int:
     from jobs.follow import follow_job
 
-    job = follow_job(store, job_id, settings=settings)
+    interrupted = threading.Event()   # Ctrl-C ends the following between queries, not inside one
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        job = follow_job(store, job_id, settings=settings, stop=interrupted)
+    except KeyboardInterrupt:
+        print(f"\nstopped following job {job_id}; it goes on in the background. Follow it with "
+              f"`python -m audit jobs`, stop it with `python -m audit cancel {job_id}`",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if job["status"] == "succeeded":
         print(f"job {job_id} succeeded: run {job['run_id']}")
         return 0
@@ -429,7 +441,38 @@ def serve(settings: Settings, host: str, port: int) -> int:
     ]
     env = dict(worker_environment(settings), AUDIT_CONFIG=str(config_path().resolve()))
     print(f"Sieve dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
-    return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
+    return run_until_stopped(subprocess.Popen(command, env=env, cwd=PROJECT_ROOT))
+
+
+def run_until_stopped(child: subprocess.Popen) -> int:
+    """Wait for ``child``; a SIGINT or SIGTERM to this process stops the child too (sent on),
+    and the child is never left running when this process returns. 0 when stopped by a signal."""
+    stopped = []
+
+    def send_on(signum, frame) -> None:
+        stopped.append(signum)
+        child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, send_on)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _end_child(child)
+    return 0 if stopped else code
+
+
+def _end_child(child: subprocess.Popen, grace_s: float = 10.0) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _add_demo(commands) -> None:

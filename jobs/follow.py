@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -16,17 +17,20 @@ WORKER_CHECK_S = 5.0
 
 
 def follow_job(store: Store, job_id: int, out: TextIO | None = None, poll_s: float = 0.5,
-               settings: Settings | None = None) -> dict:
+               settings: Settings | None = None, stop: threading.Event | None = None) -> dict:
     """Redraw the job's bar on ``out`` (stderr) every ``poll_s`` until it is final; return it.
 
     While the job waits in the queue, a worker is started every ``WORKER_CHECK_S`` if none is
-    alive (one that died before claiming it would otherwise leave this waiting for ever)."""
+    alive (one that died before claiming it would otherwise leave this waiting for ever).
+    ``stop`` set (by a signal handler, say) raises ``KeyboardInterrupt`` between two polls,
+    never inside a store query; the job itself goes on."""
     settings = settings or load_settings()
     out = out or sys.stderr
+    stop = stop or threading.Event()
     started = checked = time.monotonic()
     redraw = out.isatty()
     shown = None
-    while True:
+    while not stop.is_set():
         job = get_job(store, job_id, settings)
         if job["status"] == "queued" and time.monotonic() - checked >= WORKER_CHECK_S:
             ensure_worker(settings)
@@ -41,7 +45,8 @@ def follow_job(store: Store, job_id: int, out: TextIO | None = None, poll_s: flo
             if redraw:
                 out.write("\n")
             return job
-        time.sleep(poll_s)
+        stop.wait(poll_s)
+    raise KeyboardInterrupt
 
 
 def progress_line(job: dict, elapsed_s: float) -> str:

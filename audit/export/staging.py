@@ -47,8 +47,9 @@ def check_out_dir(out_dir: Path, dataset_root: Path, overwrite: bool) -> Path:
 def _check_replaceable(out: Path, overwrite: bool) -> set[str]:
     if not overwrite:
         raise InputError(
-            f"output {out} is not empty; choose a new or empty folder, or pass --overwrite to "
-            "replace a previous export"
+            f"output {out} is not empty; choose a new or empty folder, or allow replacing a "
+            "previous export (--overwrite on the command line, \"Replace a previous export in "
+            "this folder\" on the Export page)"
         )
     return replaceable_files(out, shown_as=out)
 

@@ -82,7 +82,7 @@ def test_demo_without_serving_audits_in_the_background_and_exits_0(subprocess_en
     from audit.store.datasets import get_dataset
     from audit.store.runs import latest_finished_run, scores_frame
 
-    result = _cli(subprocess_env, "demo", "--no-serve", timeout=600)
+    result = _cli(subprocess_env, "demo", "--no-serve", timeout=1800)  # generous: busy machines
     assert result.returncode == 0, result.stderr[-2000:]
     assert "auditing the demo in the background (job 1)" in result.stdout
     assert "job 1 succeeded: run 1" in result.stdout
@@ -138,3 +138,65 @@ def test_serving_another_address_needs_the_flag_and_warns(subprocess_env) -> Non
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=60)
     assert first_line.startswith("warning: serving on 192.0.2.1 with no login")
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_serve_stops_its_dashboard(subprocess_env, signum) -> None:
+    """Only the CLI's own pid gets the signal (as from `kill`, not a terminal's Ctrl-C to the
+    whole group): the Streamlit child must not outlive it (issue 11)."""
+    from tests.dashboard.server import free_port, wait_until_healthy
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--port", str(port)],
+                              env=subprocess_env, cwd=PROJECT_ROOT, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server)
+        dashboard = _children(server.pid)
+        assert dashboard, "serve started no dashboard process"
+        server.send_signal(signum)
+        assert server.wait(timeout=120) == 0
+        assert all(_gone(pid) for pid in dashboard), dashboard
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+
+
+def test_ctrl_c_on_run_wait_says_the_job_goes_on_and_how_to_cancel(subprocess_env,
+                                                                    tmp_path) -> None:
+    assert _cli(subprocess_env, "ingest", str(_small_folder(tmp_path / "a")), "--name",
+                "pets").returncode == 0
+    waiting = subprocess.Popen([sys.executable, "-m", "audit", "run", "pets", "--wait",
+                                "--embedder", "pixels"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=subprocess_env,
+                               cwd=PROJECT_ROOT, start_new_session=True)
+    first = waiting.stdout.readline()             # "queued job N ..." once it is following
+    waiting.send_signal(signal.SIGINT)
+    _, errors = waiting.communicate(timeout=120)
+    job_id = first.split()[2] if first.startswith("queued job") else "?"
+    assert waiting.returncode == 130, (first, errors)
+    assert "goes on in the background" in errors
+    assert f"python -m audit cancel {job_id}" in errors
+    _cli(subprocess_env, "cancel", job_id)

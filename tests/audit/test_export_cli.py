@@ -36,8 +36,9 @@ def test_cli_exports_and_reports_user_errors(store, settings, subprocess_env, tm
     again = _cli(subprocess_env, "small", "--out", str(out), "--format", "csv")
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
-        f"error: output {out} is not empty; choose a new or empty folder, or pass --overwrite "
-        "to replace a previous export"]
+        f"error: output {out} is not empty; choose a new or empty folder, or allow replacing a "
+        "previous export (--overwrite on the command line, \"Replace a previous export in this "
+        "folder\" on the Export page)"]
     weights = _cli(subprocess_env, "small", "--out", str(tmp_path / "w"), "--format",
                    "imagefolder", "--weights")
     assert weights.returncode == 2 and len(weights.stderr.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ def test_output_must_be_new_or_empty(store, settings, small, tmp_path) -> None:
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="busy is not empty; choose a new or empty folder, or "
-                                         "pass --overwrite"):
+                                         "allow replacing a previous export"):
         export_dataset(store, settings, small, busy, "csv", ExportRules())
     with pytest.raises(InputError, match="refusing to overwrite .*busy: it has no sieve_export"):
         export_dataset(store, settings, small, busy, "csv", ExportRules(), overwrite=True)

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.dashboard.test_e2e_browser import (CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, _free_port,
-                                              _wait_until_healthy)
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
 
 # the address a user opens first, then every page (Streamlit sets a page icon only on the first)
 PAGES = ["", "explore", "example", "insights", "datasets", "jobs", "export"]
@@ -38,17 +34,8 @@ def served_from_a_folder(demo_store_template, tmp_path):
     (tmp_path / "audit.toml").write_text('data_home = "home"\nknn_k = 7\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--port", str(port)],
-                              cwd=tmp_path, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(url, server)
+    with serving(env, tmp_path) as url:
         yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the CLI and the streamlit child it started
-        server.wait(timeout=20)
 
 
 def _outside(url: str) -> bool:

@@ -6,49 +6,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from audit.store import Store
 from audit.store.explore import ExploreFilters, explore_page
 from audit.store.flags import decision_log
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
-START_TIMEOUT_S = 60
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the dashboard server exited while starting"
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the dashboard did not answer at {url} within {START_TIMEOUT_S} s")
 
 
 @pytest.fixture
@@ -57,19 +28,10 @@ def served(demo_store_template, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(demo_store_template["db"], home / "audit.duckdb")
-    port = _free_port()
     env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
                PYTHONPATH=str(PROJECT_ROOT))
-    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--port", str(port)],
-                              cwd=PROJECT_ROOT, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(url, server)
+    with serving(env, PROJECT_ROOT) as url:
         yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the CLI and the streamlit child it started
-        server.wait(timeout=20)
 
 
 def test_decide_in_the_browser_lands_in_the_store(served):

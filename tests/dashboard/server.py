@@ -1,0 +1,56 @@
+"""A real dashboard server for the browser tests: ``python -m audit serve`` in its own process
+group on a free loopback port, and the Chromium the tests drive."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60
+
+
+@contextlib.contextmanager
+def serving(env: dict, cwd: Path) -> Iterator[str]:
+    """Serve the dashboard with ``env`` from ``cwd``; yield its URL once it answers, and stop
+    the CLI and the Streamlit child it started afterwards."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "audit", "serve", "--port", str(port)],
+                              cwd=cwd, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the dashboard server exited while starting"
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the dashboard did not answer at {url} within {START_TIMEOUT_S} s")
