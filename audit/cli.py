@@ -17,12 +17,12 @@ from pathlib import Path
 
 from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import AuditError, ConfigError
+from audit.export.rules import FORMATS, LEAKAGE_SIDES
 from audit.settings import Settings, check_data_home, config_path, load_settings
 from audit.store import Store
 from audit.store.datasets import DATASET_REFERENCE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXPORT_FORMATS = ("parquet", "csv", "jsonl", "imagefolder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +302,7 @@ def _add_export(commands) -> None:
     _add_dataset_argument(cmd)
     cmd.add_argument("--out", type=Path, help="new or empty output folder (not needed with "
                                               "--dry-run)")
-    cmd.add_argument("--format", choices=EXPORT_FORMATS, default="parquet")
+    cmd.add_argument("--format", choices=FORMATS, default="parquet")
     cmd.add_argument("--run", type=int, help="run whose scores to use (default: the latest)")
     cmd.add_argument("--include-flagged", action="store_true",
                      help="also drop every example the chosen detectors flag, by each "
@@ -315,7 +315,7 @@ def _add_export(commands) -> None:
                           "confidence; without a number, confident learning's threshold of "
                           "the suggested class (the engine's own calibration)")
     cmd.add_argument("--dedupe", action="store_true", help="keep one member of each duplicate set")
-    cmd.add_argument("--leakage", choices=("keep", "test", "train"), default="keep",
+    cmd.add_argument("--leakage", choices=LEAKAGE_SIDES, default="keep",
                      help="drop train/test duplicates from this side (explicit: it applies "
                           "whatever --auto-splits says)")
     cmd.add_argument("--weights", action="store_true",
