@@ -331,7 +331,9 @@ class AuditRun:
         self.check_cancel()
         self.log("embedding the same images as pixels, to compare")
         pixel_embedder = PixelEmbedder(self.embed_context())
-        pixels = pixel_embedder.embed(rows, None, self._should_cancel)
+        pixels = pixel_embedder.embed(
+            rows, lambda fraction, message: self.report("embed", 1.0, f"pixels: {message}"),
+            self._should_cancel)
         usable = np.array([r not in result.failed and r not in pixels.failed
                            for r in range(len(rows.paths))])
         agreement = compare_label_agreement(result.vectors[usable], pixels.vectors[usable],

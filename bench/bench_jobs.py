@@ -23,12 +23,13 @@ import pandas as pd
 
 from audit.demo import ensure_demo_dataset
 from audit.plan import run_audit
+from audit.processes import pid_alive
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import jobs as job_store
 from bench import markdown_table
 from jobs.follow import follow_job
-from jobs.liveness import live_worker_pids, pid_alive
+from jobs.liveness import live_worker_pids
 from jobs.queue import enqueue_audit
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from audit.errors import InputError
+from audit.processes import pid_alive
 
 PROVENANCE_NAME = "sieve_export.json"
 _PARTIAL = ".sieve-partial-"
@@ -135,22 +136,15 @@ def remove_stale_partials(out: Path) -> list[Path]:
     prefix = f".{out.name}{_PARTIAL}"
     stale = [p for p in out.parent.iterdir()
              if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()
-             and not _process_alive(p.name[len(prefix):].split("-")[0])]
+             and not _owner_alive(p.name[len(prefix):].split("-")[0])]
     for path in stale:
         shutil.rmtree(path)
     return stale
 
 
-def _process_alive(pid_text: str) -> bool:
-    if not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _owner_alive(pid_text: str) -> bool:
+    """A partial folder whose name holds no pid is never taken for a dead process's."""
+    return not pid_text.isdigit() or pid_alive(int(pid_text))
 
 
 def publish(stage: Path, out: Path, overwrite: bool) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.reliability
 
 HOLDER = """
 import sys, time, duckdb
-path, seconds = sys.argv[1], float(sys.argv[2])
+path, seconds, marker = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 while True:                                   # Sieve may hold the file for a moment
     try:
         con = duckdb.connect(path, read_only=True)
@@ -32,6 +33,7 @@ while True:                                   # Sieve may hold the file for a mo
         time.sleep(0.01)
 print("held", flush=True)
 time.sleep(seconds)
+open(marker, "w").close()                     # written before the release, so no race
 con.close()
 """
 
@@ -39,9 +41,12 @@ _holders: list[subprocess.Popen] = []
 
 
 def hold_store(path: Path, seconds: float) -> subprocess.Popen:
-    """Start a process that opens ``path`` read-only for ``seconds``; return once it holds it."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)],
-                              stdout=subprocess.PIPE, text=True)
+    """Start a process that opens ``path`` read-only for ``seconds``; return once it holds it.
+    ``holder.releasing`` is a file the holder writes just before it lets go."""
+    releasing = path.with_name(f"{path.name}.releasing-{len(_holders)}-{time.monotonic_ns()}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds),
+                               str(releasing)], stdout=subprocess.PIPE, text=True)
+    holder.releasing = releasing
     _holders.append(holder)
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -91,7 +96,7 @@ def test_a_patient_store_waits_for_the_outside_holder(created: Store) -> None:
     patient = dataclasses.replace(created, lock_timeout_s=0.5, outside_lock_wait_s=600)
     holder = hold_store(created.path, seconds=2)
     with patient.transaction() as con:
-        assert holder.poll() is not None              # it got the file once the holder left
+        assert holder.releasing.exists()              # it got the file once the holder let go
         assert con.execute("SELECT 1").fetchone()[0] == 1
 
 
@@ -131,7 +136,7 @@ def _write_during_an_outside_lock(context) -> int:
     """A job stage that writes while a program outside Sieve holds the file for a while."""
     holder = hold_store(context.store.path, seconds=3)
     run_id = create_run(context.store, context.dataset_id, context.config, job_id=context.job_id)
-    assert holder.poll() is not None                  # the write waited for the release
+    assert holder.releasing.exists()                  # the write waited for the release
     finish_run(context.store, run_id, "succeeded")
     return run_id
 

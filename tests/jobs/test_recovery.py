@@ -15,9 +15,10 @@ import time
 
 import pytest
 
+from audit.processes import pid_alive
 from audit.store import jobs as job_store
 from audit.store.runs import create_run, get_run
-from jobs.liveness import HOST, live_worker_pids, pid_alive, register_worker, unregister_worker
+from jobs.liveness import HOST, live_worker_pids, register_worker, unregister_worker
 from jobs.queue import enqueue_audit, ensure_worker, get_job, list_jobs, recover_dead_jobs
 from jobs.worker import work
 from tests.jobs.conftest import PROJECT_ROOT
