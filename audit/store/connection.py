@@ -137,7 +137,11 @@ def _turn_at(path: Path, timeout_s: float) -> Iterator[None]:
         finally:
             _turns_held.pop(key, None)
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        # Unlock explicitly: a process forked meanwhile (a DataLoader worker) shares this open
+        # file and its flock, so closing our descriptor alone would leave the turn held by the
+        # child for as long as it lives.
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _flock_within(fd: int, path: Path, timeout_s: float) -> None:

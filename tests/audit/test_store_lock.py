@@ -5,6 +5,8 @@ to do; a running audit waits for the file and goes on."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +151,20 @@ def test_a_running_audit_waits_out_an_outside_lock(created: Store, settings, mon
     job = job_store.get_job(created, job_id)
     assert job["status"] == "succeeded", job["error"]
     assert get_run(created, job["run_id"])["status"] == "succeeded"
+
+
+def test_a_process_forked_inside_a_transaction_does_not_keep_the_turn(created: Store) -> None:
+    """A DataLoader worker forked while the heartbeat thread held Sieve's turn used to keep the
+    sidecar flock (shared with the parent's open file) for its whole life: other Sieve
+    processes then failed after lock_timeout_s ("stayed in use by another Sieve process")."""
+    with created.transaction():
+        child = os.fork()
+        if child == 0:                                   # the forked worker: lives on a while
+            time.sleep(120)
+            os._exit(0)
+    try:
+        with dataclasses.replace(created, lock_timeout_s=10).transaction() as con:
+            assert con.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
