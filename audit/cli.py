@@ -8,11 +8,13 @@ other layer, and none calls it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from audit.embedders import EMBEDDER_CHOICES
@@ -145,13 +147,11 @@ def _run(args, settings: Settings) -> int:
     store = Store.from_settings(settings)
     dataset = get_dataset(store, args.dataset)
     from audit.plan import AuditConfig
-    from jobs.queue import enqueue_audit
 
     _check_supplied_files(store, dataset.id, args)
     config = AuditConfig.from_dict(_config_overrides(args), settings)
-    job_id = enqueue_audit(store, settings, dataset.id, config.to_dict())
-    print(f"queued job {job_id} for dataset {dataset.name!r}", flush=True)
-    return _wait(store, settings, job_id) if args.wait else 0
+    return _queue_audit(store, settings, dataset.id, config,
+                        lambda job: f"queued job {job} for dataset {dataset.name!r}", wait=args.wait)
 
 
 def _check_supplied_files(store: Store, dataset_id: int, args) -> None:
@@ -220,11 +220,33 @@ def _order(args, settings: Settings) -> int:
     return 0
 
 
-def _wait(store: Store, settings: Settings, job_id: int) -> int:
+def _queue_audit(store: Store, settings: Settings, dataset_id: int, config,
+                 announce: Callable[[int], str], wait: bool) -> int:
+    """Queue the audit, print ``announce(job_id)`` and, with ``wait``, follow it.
+    Ctrl-C is caught from before the job is queued, so the number is always printed."""
+    from jobs.queue import enqueue_audit
+
+    interrupted = threading.Event()
+    with _ctrl_c_sets(interrupted) if wait else contextlib.nullcontext():
+        job_id = enqueue_audit(store, settings, dataset_id, config.to_dict())
+        print(announce(job_id), flush=True)
+        return _wait(store, settings, job_id, interrupted) if wait else 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(event: threading.Event):
+    """Ctrl-C sets ``event`` instead of raising, so it ends the following between queries, never
+    inside one (nor between queueing a job and printing its number)."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait(store: Store, settings: Settings, job_id: int, interrupted: threading.Event) -> int:
     from jobs.follow import follow_job
 
-    interrupted = threading.Event()   # Ctrl-C ends the following between queries, not inside one
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     try:
         job = follow_job(store, job_id, settings=settings, stop=interrupted)
     except KeyboardInterrupt:
@@ -232,8 +254,6 @@ def _wait(store: Store, settings: Settings, job_id: int) -> int:
               f"`python -m audit jobs`, stop it with `python -m audit cancel {job_id}`",
               file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if job["status"] == "succeeded":
         print(f"job {job_id} succeeded: run {job['run_id']}")
         return 0
@@ -490,7 +510,6 @@ def _add_demo(commands) -> None:
 def _demo(args, settings: Settings) -> int:
     from audit.demo import ensure_demo_dataset
     from audit.plan import AuditConfig
-    from jobs.queue import enqueue_audit
 
     if not args.no_serve:
         check_host(settings.host, args.allow_remote)
@@ -498,9 +517,8 @@ def _demo(args, settings: Settings) -> int:
     dataset_id = ensure_demo_dataset(store, settings, seed=args.seed,
                                      progress=_print_progress("demo"))
     config = AuditConfig.from_dict({}, settings)
-    job_id = enqueue_audit(store, settings, dataset_id, config.to_dict())
-    print(f"auditing the demo in the background (job {job_id})")
-    status = _wait(store, settings, job_id)
+    status = _queue_audit(store, settings, dataset_id, config,
+                          lambda job: f"auditing the demo in the background (job {job})", wait=True)
     if status != 0 or args.no_serve:
         return status
     return serve(settings, settings.host, args.port or settings.port)
