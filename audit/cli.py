@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from audit.corrections import WHAT_DECISIONS_DO
 from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import AuditError, ConfigError
 from audit.export.rules import FORMATS, LEAKAGE_SIDES
@@ -43,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m audit",
+        prog="sieve" if Path(sys.argv[0]).name == "sieve" else "python -m audit",
         description="Sieve: find and fix bad examples in an image dataset.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_ingest, _add_datasets, _add_run, _add_order, _add_jobs, _add_cancel,
-                _add_export, _add_serve, _add_demo):
+    for add in (_add_ingest, _add_datasets, _add_delete, _add_run, _add_order, _add_jobs,
+                _add_cancel, _add_export, _add_serve, _add_demo):
         add(commands)
     return parser
 
@@ -56,28 +57,58 @@ def build_parser() -> argparse.ArgumentParser:
 # --- ingest / datasets ---------------------------------------------------------------------
 
 def _add_ingest(commands) -> None:
-    cmd = commands.add_parser("ingest", help="add an image folder or a manifest as a dataset",
+    cmd = commands.add_parser("ingest", help="add an image folder, a manifest or a Hugging Face "
+                              "dataset saved on disk as a dataset",
                               description="Add an image folder (ROOT/<class>/<image>, optionally "
-                              "under train/ val/ test/) or a manifest (CSV, Parquet, JSONL with "
-                              "path and label columns) to the store.")
-    cmd.add_argument("source", type=Path, help="image folder or manifest file")
-    cmd.add_argument("--name", help="dataset name (default: the folder or manifest name)")
+                              "under train/ val/ test/), a manifest (CSV, Parquet, JSONL with "
+                              "path and label columns) or a Hugging Face dataset saved on disk "
+                              "(a save_to_disk folder, or a Parquet file with a column of image "
+                              "bytes; its images are written under the data home) to the store.")
+    cmd.add_argument("source", type=Path, help="image folder, manifest file, save_to_disk "
+                                               "folder or Parquet file of images")
+    cmd.add_argument("--name", help="dataset name (default: the folder or file name)")
+    cmd.add_argument("--image-column", default="image",
+                     help="Hugging Face datasets: the column of images (default: image)")
+    cmd.add_argument("--label-column", default="label",
+                     help="Hugging Face datasets: the label column; a ClassLabel's names "
+                          "become the labels (default: label)")
+    cmd.add_argument("--caption-column", help="Hugging Face datasets: a caption column, if any")
+    cmd.add_argument("--new-version", action="store_true",
+                     help="store it as the next version of the dataset NAME: it takes the name, "
+                          "the old version is renamed NAME@vN, and the decisions of unchanged "
+                          "files (same path, label and content) are carried over")
     cmd.set_defaults(handler=_ingest)
 
 
 def _ingest(args, settings: Settings) -> int:
     from audit.datasets import ingest
+    from audit.hf_datasets import HFColumns
     from audit.store.datasets import get_dataset, list_datasets
 
     store = Store.from_settings(settings)
+    columns = HFColumns(args.image_column, args.label_column, args.caption_column)
     dataset_id = ingest(store, args.source, settings, name=args.name,
-                        progress=_print_progress("ingest"))
+                        progress=_print_progress("ingest"), new_version=args.new_version,
+                        columns=columns)
     row = list_datasets(store).set_index("id").loc[dataset_id]
-    name = get_dataset(store, dataset_id).name
-    print(f"ingested {name!r} (id {dataset_id}): {row.samples} samples, {row.classes} classes, "
-          f"{row.load_errors} unreadable")
+    dataset = get_dataset(store, dataset_id)
+    print(f"ingested {dataset.name!r} (id {dataset_id}): {row.samples} samples, {row.classes} "
+          f"classes, {row.load_errors} unreadable")
     _print_unreadable(store, dataset_id)
+    _print_lineage(store, dataset)
     return 0
+
+
+def _print_lineage(store: Store, dataset) -> None:
+    """The decisions a new version carried over, or a warning that the folder is already
+    another dataset."""
+    from audit.dataset_lifecycle import same_source_warning, version_summary
+    from audit.store.datasets import get_dataset
+
+    if dataset.parent_id is not None:
+        print(version_summary(dataset, get_dataset(store, dataset.parent_id)))
+    elif warning := same_source_warning(store, dataset):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _print_unreadable(store: Store, dataset_id: int, shown: int = 3) -> None:
@@ -104,8 +135,42 @@ def _datasets(args, settings: Settings) -> int:
     if frame.empty:
         print("no datasets yet; add one with `python -m audit ingest PATH`")
         return 0
-    print(frame[["id", "name", "kind", "samples", "load_errors", "splits", "classes"]]
+    print(frame[["id", "name", "version", "kind", "samples", "load_errors", "splits", "classes"]]
           .to_string(index=False))
+    return 0
+
+
+def _add_delete(commands) -> None:
+    cmd = commands.add_parser(
+        "delete", help="delete a dataset from the store (never its image files)",
+        description="Delete a dataset with its samples, runs, scores, decisions and export "
+        "records, and the cached embeddings and thumbnails of images no other dataset has. "
+        "Image files, manifests and exported folders are not touched. Refused while a job of "
+        "the dataset is queued or running.")
+    _add_dataset_argument(cmd)
+    cmd.add_argument("--yes", action="store_true",
+                     help="delete without asking (needed when not run from a terminal)")
+    cmd.set_defaults(handler=_delete)
+
+
+def _delete(args, settings: Settings) -> int:
+    from audit.dataset_lifecycle import confirmation_question, delete_dataset
+    from audit.errors import InputError
+    from audit.store.datasets import get_dataset, list_datasets
+
+    store = Store.from_settings(settings)
+    dataset = get_dataset(store, args.dataset)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"not deleting dataset {dataset.name!r} without a confirmation; "
+                             "pass --yes to delete it from a script")
+        samples = list_datasets(store).set_index("id").loc[dataset.id, "samples"]
+        answer = input(f"{confirmation_question(dataset, samples)}\n"
+                       "Type the dataset's name to delete it: ")
+        if answer.strip() != dataset.name:
+            print(f"nothing deleted ({answer.strip()!r} is not {dataset.name!r})", file=sys.stderr)
+            return 1
+    print(delete_dataset(store, settings, dataset).summary())
     return 0
 
 
@@ -137,6 +202,9 @@ def _add_run(commands) -> None:
                      help=".npy of out-of-sample predicted probabilities (rows and columns in "
                           "the order `python -m audit order` writes)")
     _add_class_order(cmd)
+    cmd.add_argument("--with-decisions", action="store_true",
+                     help="start from the reviewed state: " + WHAT_DECISIONS_DO[0].lower()
+                     + WHAT_DECISIONS_DO[1:])
     cmd.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     cmd.set_defaults(handler=_run)
 
@@ -176,6 +244,7 @@ def _config_overrides(args) -> dict:
         "embeddings_file": str(args.embeddings.resolve()) if args.embeddings else None,
         "pred_probs_file": str(args.pred_probs.resolve()) if args.pred_probs else None,
         "class_order": _class_order(args),
+        "use_decisions": True if args.with_decisions else None,
     }
     return {key: value for key, value in options.items() if value is not None}
 

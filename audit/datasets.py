@@ -3,7 +3,11 @@
 Layouts:
 - folder: ``ROOT/<class>/<image>``, optionally under split folders ``ROOT/<split>/<class>/<image>``;
 - manifest: columns ``path`` (relative to the manifest) and ``label``, optional ``caption``,
-  ``split`` and ``id``; other columns are kept as the sample's ``extra``.
+  ``split`` and ``id``; other columns are kept as the sample's ``extra``;
+- a Hugging Face dataset saved on disk (``audit.hf_datasets``): its images are written under the
+  data home and its rows become a listing checked like a manifest's.
+
+Every source ends in ``ingest_listing``; a DataFrame from a notebook (``audit.notebook``) too.
 
 Whole-dataset problems (missing columns, blank labels, duplicate ids, a path or a link that
 leads outside the root, ...) refuse the dataset with a message naming the row or file and the
@@ -25,10 +29,11 @@ from typing import Callable
 import pandas as pd
 
 from audit.errors import InputError
+from audit.hf_datasets import HFColumns, hf_listing, is_hf_dataset
 from audit.images import IMAGE_SUFFIXES, inspect_image, open_regular_file, sample_file, too_large
 from audit.settings import Settings
 from audit.store import Store
-from audit.store.datasets import create_dataset
+from audit.store.datasets import create_dataset, create_version
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = {".csv", ".parquet", ".jsonl"}
@@ -38,14 +43,46 @@ Progress = Callable[[float, str], None]
 
 
 def ingest(store: Store, source: Path, settings: Settings, name: str | None = None,
-           progress: Progress | None = None) -> int:
-    """Read a folder or manifest, inspect every image, store the dataset; return its id."""
+           progress: Progress | None = None, columns: HFColumns | None = None,
+           new_version: bool = False) -> int:
+    """Read a folder, manifest or Hugging Face dataset (its columns named by ``columns``),
+    inspect every image, store the dataset; return its id."""
     source = Path(source).expanduser().resolve()
+    progress = progress or _quiet
+    listing, root, kind, known_errors = read_source(source, settings, columns, progress)
+    return ingest_listing(store, listing, root, settings, name=name or _default_name(source),
+                          source=str(source), kind=kind, progress=progress,
+                          known_errors=known_errors, new_version=new_version)
+
+
+def ingest_listing(store: Store, listing: pd.DataFrame, root: Path, settings: Settings, *,
+                   name: str, source: str, kind: str, progress: Progress | None = None,
+                   known_errors: list[str | None] | None = None,
+                   new_version: bool = False) -> int:
+    """Inspect every image of a checked listing (``check_listing``) and store the dataset.
+    ``known_errors[i]``, where given, is why row i has no usable image, known before reading
+    (it replaces what inspecting the file would say)."""
+    samples = _inspect_all(listing, root, settings, progress or _quiet)
+    if known_errors is not None:
+        samples["load_error"] = [known or found
+                                 for known, found in zip(known_errors, samples["load_error"])]
+    # new_version: the next version of the dataset `name` (audit.store.datasets.create_version)
+    create = create_version if new_version else create_dataset
+    return create(store, name, source, kind, str(root), samples)
+
+
+def read_source(source: Path, settings: Settings, columns: HFColumns | None = None,
+                progress: Progress | None = None) -> tuple[pd.DataFrame, Path, str, list | None]:
+    """The checked listing of a folder, manifest or Hugging Face dataset (``source`` resolved):
+    (listing, root, kind, known_errors as ``ingest_listing`` takes them)."""
     if not source.exists():
         raise InputError(f"{source} does not exist; give an image folder or a manifest file")
-    listing, root, kind = _listing(source, settings)
-    samples = _inspect_all(listing, root, settings, progress or _quiet)
-    return create_dataset(store, name or _default_name(source), str(source), kind, str(root), samples)
+    if is_hf_dataset(source):
+        rows, root, known_errors = hf_listing(source, settings, columns or HFColumns(),
+                                              progress or _quiet)
+        listing = check_listing(rows, source, root, follow_links=False)
+        return listing, root, "huggingface", known_errors
+    return (*_listing(source, settings), None)
 
 
 def _quiet(fraction: float, message: str) -> None:
@@ -124,20 +161,27 @@ def _check_contained(root: Path, path: Path, follow_links: bool) -> None:
 def read_manifest(path: Path, settings: Settings) -> pd.DataFrame:
     """Read and validate a manifest; every problem names the row (1-based, header excluded)."""
     frame = _read_table(path, settings.max_file_bytes)
+    return check_listing(frame, path, path.parent.resolve(), settings.follow_outside_links)
+
+
+def check_listing(frame: pd.DataFrame, where: Path | str, root: Path,
+                  follow_links: bool) -> pd.DataFrame:
+    """Validate a manifest-shaped frame whose paths are relative to ``root`` (resolved);
+    ``where`` names it in messages."""
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(
-            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
+            f"{where}: missing column(s) {missing}; found {list(frame.columns)}. "
             "A manifest needs 'path' (relative to the manifest) and 'label'"
         )
     if frame.empty:
-        raise InputError(f"{path}: has a header but no rows; add one row per image")
-    _check_blank(path, frame, "path")
-    _check_blank(path, frame, "label")
-    frame["split"] = _splits(path, frame)
-    frame["id"] = _ids(path, frame)
-    _check_inside_root(path, frame, settings.follow_outside_links)
+        raise InputError(f"{where}: has a header but no rows; add one row per image")
+    _check_blank(where, frame, "path")
+    _check_blank(where, frame, "label")
+    frame["split"] = _splits(where, frame)
+    frame["id"] = _ids(where, frame)
+    _check_inside_root(where, root, frame, follow_links)
     return frame
 
 
@@ -199,7 +243,7 @@ def _blank(values: pd.Series) -> pd.Series:
     return values.isna() | (values.astype(str).str.strip() == "")
 
 
-def _check_blank(path: Path, frame: pd.DataFrame, column: str) -> None:
+def _check_blank(path: Path | str, frame: pd.DataFrame, column: str) -> None:
     rows = (frame.index[_blank(frame[column])] + 1).tolist()
     if rows:
         raise InputError(
@@ -209,7 +253,7 @@ def _check_blank(path: Path, frame: pd.DataFrame, column: str) -> None:
     frame[column] = frame[column].astype(str).str.strip()
 
 
-def _splits(path: Path, frame: pd.DataFrame) -> pd.Series:
+def _splits(path: Path | str, frame: pd.DataFrame) -> pd.Series:
     if "split" not in frame.columns:
         return pd.Series("train", index=frame.index)
     splits = frame["split"].where(~_blank(frame["split"]), "train").astype(str).str.strip().str.lower()
@@ -223,7 +267,7 @@ def _splits(path: Path, frame: pd.DataFrame) -> pd.Series:
     return splits
 
 
-def _ids(path: Path, frame: pd.DataFrame) -> pd.Series:
+def _ids(path: Path | str, frame: pd.DataFrame) -> pd.Series:
     if "id" not in frame.columns or _blank(frame["id"]).all():
         ids = frame["path"].astype(str)
         source = "path"
@@ -241,13 +285,13 @@ def _ids(path: Path, frame: pd.DataFrame) -> pd.Series:
     return ids
 
 
-def _check_inside_root(path: Path, frame: pd.DataFrame, follow_links: bool) -> None:
-    root = path.parent.resolve()
+def _check_inside_root(where: Path | str, root: Path, frame: pd.DataFrame,
+                       follow_links: bool) -> None:
     for index, relative in frame["path"].items():
         try:
             sample_file(root, relative, follow_links)
         except InputError as exc:
-            raise InputError(f"{path}: row {index + 1}: {exc}") from None
+            raise InputError(f"{where}: row {index + 1}: {exc}") from None
 
 
 # --- inspection ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import pandas as pd
 
 import audit
 from audit.classes import check_order_names, class_order
+from audit.corrections import Corrections, reviewed_corrections
 from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.images import sample_file
@@ -77,6 +78,7 @@ class AuditConfig:
     embeddings_file: str | None = None
     pred_probs_file: str | None = None
     class_order: list[str] | None = None    # pred_probs column order; None: audit.classes
+    use_decisions: bool = False             # start from the reviewed state (audit.corrections)
 
     @classmethod
     def from_dict(cls, overrides: dict, settings: Settings) -> "AuditConfig":
@@ -105,6 +107,9 @@ class AuditConfig:
                 raise ConfigError(f"{name}={value!r} is not allowed; give an integer >= {low}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed={self.seed!r} is not an integer; give one")
+        if not isinstance(self.use_decisions, bool):
+            raise ConfigError(f"use_decisions={self.use_decisions!r} is not allowed; give true "
+                              "or false")
         if self.class_order is not None:
             check_order_names(self.class_order)
 
@@ -185,6 +190,7 @@ class AuditRun:
         self.model_ids: dict[str, str] = {}
         self.summary: dict[str, dict] = {}    # what the run measured about itself, for the UI
         self.device, self.clip, self.folds = "cpu", None, None
+        self.corrections = Corrections()
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -241,8 +247,12 @@ class AuditRun:
     def load_samples(self, dataset) -> "SampleTable":
         self.report("load", 0.0, "loading samples")
         frame = dataset_store.samples_frame(self.store, dataset.id)
-        table = SampleTable.from_frame(frame, Path(dataset.root), dataset.name,
-                                       self.config.class_order,
+        if self.config.use_decisions:
+            self.corrections = reviewed_corrections(self.store, dataset.id)
+            self.summary["decisions"] = self.corrections.summary()
+            self.note("decisions", self.corrections.note())
+        table = SampleTable.from_frame(self.corrections.relabelled(frame), Path(dataset.root),
+                                       dataset.name, self.config.class_order,
                                        follow_links=self.settings.follow_outside_links)
         if table.unreadable:
             self.note("samples", f"{table.unreadable} of {table.total} samples have unreadable "
@@ -263,7 +273,7 @@ class AuditRun:
             with self.stage("knn"):
                 knn = self.knn(embeddings)
         return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
-                                     self.config.seed, self.device)
+                                     self.config.seed, self.device, self.corrections)
 
     def embeddings_needed(self, needs: frozenset[str]) -> bool:
         """Embed when a detector reads embeddings, the kNN graph or CLIP, or a probe must be
@@ -412,7 +422,8 @@ class AuditRun:
         try:
             result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
                                      self.config.folds, self.config.seed, self.device,
-                                     self.config.probe)
+                                     self.config.probe,
+                                     trainable=self.corrections.trainable(table.sample_ids))
         except InputError as exc:
             self.note("pred_probs", str(exc))
             return None
@@ -464,6 +475,8 @@ class AuditRun:
         try:
             frame = detector.score(inputs, self.detector_params(name), progress)
             check_result(name, frame, inputs)
+            if detector.suggests_labels:
+                frame = without_trusted_issues(frame, inputs.trusted)
             if detector.summary:
                 self.summary[name] = detector.summary
         except (Cancelled, KeyboardInterrupt):
@@ -528,6 +541,10 @@ class SampleTable:
         return self.frame["label"].astype(str).map(lookup).to_numpy(dtype=np.int64)
 
     @property
+    def sample_ids(self) -> list[str]:
+        return self.frame["sample_id"].astype(str).tolist()
+
+    @property
     def sha256(self) -> list[str]:
         return self.frame["sha256"].astype(str).tolist()
 
@@ -543,7 +560,7 @@ class SampleTable:
         return dataclasses.replace(self, frame=self.frame.reset_index(drop=True), kept_rows=None)
 
     def detector_inputs(self, settings: Settings, embeddings, pred_probs, knn, clip, seed: int,
-                        device: str):
+                        device: str, corrections: Corrections):
         from audit.detectors.base import DetectorInputs
         from audit.images import load_rgb
 
@@ -551,7 +568,7 @@ class SampleTable:
         max_pixels = settings.max_image_pixels
         captions = self.frame["caption"]
         return DetectorInputs(
-            sample_ids=self.frame["sample_id"].astype(str).tolist(), labels=self.labels,
+            sample_ids=self.sample_ids, labels=self.labels,
             class_names=self.class_names, splits=self.frame["split"].astype(str).to_numpy(),
             sha256=self.sha256, widths=self.frame["width"].to_numpy(dtype=np.int64),
             heights=self.frame["height"].to_numpy(dtype=np.int64),
@@ -560,8 +577,28 @@ class SampleTable:
             embeddings=embeddings, pred_probs=pred_probs, knn=knn,
             load_image=lambda row: load_rgb(sample_file(root, relative[row], self.follow_links),
                                             max_pixels),
-            clip=clip, seed=seed,
-            device=device)
+            clip=clip, seed=seed, device=device,
+            trainable=corrections.trainable(self.sample_ids),
+            trusted=corrections.is_trusted(self.sample_ids))
+
+
+def without_trusted_issues(frame: pd.DataFrame, trusted: np.ndarray | None) -> pd.DataFrame:
+    """A label check's result with the samples a person kept not counted as issues (their
+    scores stay as measured; their details say why)."""
+    if trusted is None:
+        return frame
+    cleared = trusted & frame["is_issue"].to_numpy(dtype=bool)
+    if not cleared.any():
+        return frame
+    details = [_trusted_details(d or {}) if c else d for d, c in zip(frame["details"], cleared)]
+    return frame.assign(is_issue=frame["is_issue"].to_numpy(dtype=bool) & ~cleared,
+                        details=details)
+
+
+def _trusted_details(details: dict) -> dict:
+    measured = details.get("reason", "")
+    return {**details, "trusted": True,
+            "reason": f"kept by a reviewer, so not an issue (measured: {measured})"}
 
 
 def probe_summary(pred_probs: np.ndarray, labels: np.ndarray, source: str) -> dict:
@@ -631,6 +668,7 @@ def run_sample_frame(inputs, folds: np.ndarray | None) -> pd.DataFrame:
     map_xy = (two_d_map(inputs.embeddings) if inputs.embeddings is not None
               else np.full((inputs.n, 2), np.nan))
     frame = pd.DataFrame({"sample_id": inputs.sample_ids,
+                          "audited_label": [inputs.class_names[i] for i in inputs.labels],
                           "fold": folds if folds is not None else pd.NA,
                           "map_x": map_xy[:, 0], "map_y": map_xy[:, 1]})
     if inputs.pred_probs is None:

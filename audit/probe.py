@@ -75,14 +75,18 @@ def _small_class_notes(labels: np.ndarray, n_folds: int) -> list[str]:
 
 
 def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
-                    seed: int = 0, device: str = "cpu", kind: str = "mlp") -> ProbeResult:
-    """Held-out probabilities of the ``kind`` probe for every sample."""
+                    seed: int = 0, device: str = "cpu", kind: str = "mlp",
+                    trainable: np.ndarray | None = None) -> ProbeResult:
+    """Held-out probabilities of the ``kind`` probe for every sample; a sample where
+    ``trainable`` is False (a reviewer removed it) is predicted but never trained on."""
     import torch
 
     labels = np.array(labels, dtype=np.int64)
-    if len(np.unique(labels)) < 2:
-        raise InputError("out-of-sample probabilities need at least two classes; this dataset "
-                         "has one, so label checks cannot run (add the other classes)")
+    trainable = np.ones(len(labels), dtype=bool) if trainable is None else trainable
+    if len(np.unique(labels[trainable])) < 2:
+        raise InputError("out-of-sample probabilities need at least two classes; the samples "
+                         "the probe may train on have one, so label checks cannot run (add the "
+                         "other classes)")
     if kind not in PROBES:
         raise InputError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
     fold_of, n_folds, notes = stratified_folds(labels, folds, seed)
@@ -93,7 +97,7 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
     predict = predict_mlp if kind == "mlp" else predict_logistic
     for fold in range(n_folds):
         held = torch.as_tensor(np.flatnonzero(fold_of == fold), device=device)
-        train = training_rows(np.flatnonzero(fold_of != fold), labels, rng)
+        train = training_rows(np.flatnonzero((fold_of != fold) & trainable), labels, rng)
         train_rows = torch.as_tensor(train, device=device)
         probs[held.cpu().numpy()] = predict(features[train_rows], targets[train_rows],
                                             features[held], n_classes, seed).cpu().numpy()

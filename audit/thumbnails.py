@@ -4,7 +4,8 @@ A thumbnail is keyed by the image's content hash (sha256) and its size, so two s
 the same bytes share one file and a changed file gets a new one. Images are decoded with
 ``audit.images.load_rgb`` (same safety limits as everywhere else); a sample path that would
 leave its dataset's root is refused. Files are written to a temporary name and renamed, so a
-reader never sees half a thumbnail.
+reader never sees half a thumbnail. ``forget_thumbnails`` removes those of some images (a
+deleted dataset's).
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ def thumbnail_path(settings: Settings, sha256: str, size: int) -> Path:
     if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
         raise InputError(f"{sha256!r} is not a sha256 hex digest; re-ingest the dataset")
     return Path(settings.data_home) / "thumbnails" / str(size) / sha256[:2] / f"{sha256}.jpg"
+
+
+def forget_thumbnails(settings: Settings, hashes: set[str]) -> int:
+    """Remove the cached thumbnails (every size) of these content hashes; return how many."""
+    folders = (Path(settings.data_home) / "thumbnails").glob("*")
+    sizes = [folder.name for folder in folders if folder.name.isdigit()]
+    removed = 0
+    for size in sizes:
+        for sha256 in hashes:
+            path = thumbnail_path(settings, sha256, int(size))
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def thumbnail(settings: Settings, root: str | Path, relative_path: str, sha256: str | None,

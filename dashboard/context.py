@@ -29,17 +29,26 @@ class View:
 
 
 def view() -> View:
-    """The current settings, store and version, and the picked dataset and run (the first
-    dataset and its newest run until the user picks others)."""
+    """The current settings, store and version, and the picked dataset and run (those the URL
+    names, else the first dataset and its newest run, until the user picks others)."""
     settings = data.current_settings()
     store = data.current_store(settings)
     key = data.version(store)
-    dataset_id = _chosen(_dataset_ids(store, key), st.session_state.get(DATASET_KEY))
+    dataset_id = _chosen(_dataset_ids(store, key), _picked(DATASET_KEY, "dataset"))
     run_id = None
     if dataset_id is not None:
-        picked_run = st.session_state.get(_run_key(dataset_id))
+        picked_run = _picked(_run_key(dataset_id), "run")
         run_id = _chosen(_run_ids(store, key, dataset_id), picked_run)
     return View(settings, store, key, dataset_id, run_id)
+
+
+def _picked(key: str, url_name: str) -> int | None:
+    """The session's pick, else the id the page's URL names (``?dataset=ID&run=ID``, as the
+    notebook API opens a result)."""
+    if key in st.session_state:
+        return st.session_state[key]
+    text = st.query_params.get(url_name, "")
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _chosen(options: list[int], picked: int | None) -> int | None:
@@ -58,6 +67,14 @@ def _run_ids(store: Store, key: data.Version, dataset_id: int) -> list[int]:
 
 def _run_key(dataset_id: int) -> str:
     return f"run_id_{dataset_id}"
+
+
+def pick(dataset_id: int, run_id: int | None = None) -> None:
+    """Make a dataset (and one of its runs) the sidebar's pick. Call it from a widget
+    callback, which runs before the pickers are drawn."""
+    st.session_state[DATASET_KEY] = dataset_id
+    if run_id is not None:
+        st.session_state[_run_key(dataset_id)] = run_id
 
 
 def sidebar_pickers() -> None:
@@ -84,8 +101,8 @@ def sidebar_pickers() -> None:
 
 def _run_notes(run) -> None:
     """Which detectors this run skipped and why, and what its stages noted, as plain text."""
-    skipped = json.loads(run["skipped"] or "{}")
-    notes = json.loads(run["notes"] or "{}")
+    skipped, notes = (json.loads(value) if isinstance(value, str) else {}   # NULL may read as NaN
+                      for value in (run["skipped"], run["notes"]))
     if not skipped and not notes:
         return
     with st.sidebar.expander(f"About this run ({len(skipped)} detector(s) skipped)"):

@@ -14,7 +14,9 @@ from audit.export import ExportPreview, ExportRules, preview_export
 from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store import explore as queries
+from audit.store import run_compare
 from audit.store.flags import decision_log
+from audit.store.run_compare import RunComparison
 
 Version = tuple
 
@@ -120,9 +122,10 @@ def run_issue_counts(store: Store, key: Version, dataset_id: int) -> pd.DataFram
     return queries.run_issue_counts(store, dataset_id)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def compare_runs(store: Store, run_a: int, run_b: int) -> pd.DataFrame:
-    return queries.compare_runs(store, run_a, run_b)
+@st.cache_data(max_entries=16, show_spinner="Comparing the runs ...")
+def compare_runs(store: Store, run_a: int, run_b: int) -> RunComparison:
+    """Runs never change once finished, so the run ids alone are the cache key."""
+    return run_compare.compare_runs(store, run_a, run_b)
 
 
 @st.cache_data(max_entries=16, show_spinner="Counting what the export would write ...")

@@ -86,6 +86,8 @@ class DetectorInputs:
     seed: int = 0
     device: str = "cpu"
     prior_scores: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    trainable: np.ndarray | None = None     # bool (n,): a model may train on it (not removed)
+    trusted: np.ndarray | None = None       # bool (n,): a reviewer kept it (audit.corrections)
 
     @property
     def n(self) -> int:

@@ -58,17 +58,22 @@ def threshold_groups(n: int, n_classes: int, runs: int, seed: int) -> list[np.nd
 
 def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, runs: int,
                       config: HeadConfig, percentile: float, seed: int,
-                      progress: Progress | None = None) -> Dynamics:
-    """AUM and EL2N averaged over ``runs`` heads, each with its own threshold samples."""
+                      progress: Progress | None = None,
+                      trainable: np.ndarray | None = None) -> Dynamics:
+    """AUM and EL2N averaged over ``runs`` heads, each with its own threshold samples. Rows
+    where ``trainable`` is False (removed by a reviewer) are never trained on nor threshold
+    samples; their margins are measured on the trained heads."""
     from audit.detectors.training_heads import fit_heads   # torch: loaded only to train
 
     n = len(labels)
-    groups = threshold_groups(n, n_classes, runs, seed)
+    trained = None if trainable is None or trainable.all() else np.flatnonzero(trainable)
+    candidates = np.arange(n) if trained is None else trained
+    groups = [candidates[g] for g in threshold_groups(len(candidates), n_classes, runs, seed)]
     targets = np.repeat(labels.astype(np.int64)[:, None], runs, axis=1)
     for run, fake in enumerate(groups):
         targets[fake, run] = n_classes
     aum, early = fit_heads(embeddings, targets, n_classes + 1, config,
-                           [seed + run for run in range(runs)], progress)
+                           [seed + run for run in range(runs)], progress, trained)
     real = np.ones((n, runs), dtype=bool)
     for run, fake in enumerate(groups):
         real[fake, run] = False
@@ -121,7 +126,7 @@ class TrainingDynamics(Detector):
         runs = max(params["seeds"], MIN_RUNS)
         dynamics = training_dynamics(inputs.embeddings, inputs.labels, len(inputs.class_names),
                                      runs, config, params["threshold_percentile"], inputs.seed,
-                                     progress)
+                                     progress, inputs.trainable)
         aum_score, el2n_score = dynamics_scores(dynamics)
         is_issue = dynamics.aum < dynamics.aum_threshold
         score = (aum_score + el2n_score) / 2.0

@@ -22,13 +22,15 @@ EVAL_CHUNK = 65536
 
 
 def fit_heads(embeddings: np.ndarray, targets: np.ndarray, outputs: int, config: HeadConfig,
-              seeds: list[int], progress: Progress | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              seeds: list[int], progress: Progress | None = None,
+              trained: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise the embeddings and train one head per seed on one torch thread (targets:
-    (n, heads)); return AUM and early EL2N, each (n, heads)."""
+    (n, heads)) on the rows ``trained`` (default: all); return AUM and early EL2N of every row,
+    each (n, heads)."""
     x = standardise(embeddings)
     with one_torch_thread():
-        return train_heads(x, torch.from_numpy(targets), outputs, config, seeds, progress)
+        return train_heads(x, torch.from_numpy(targets), outputs, config, seeds, progress,
+                           None if trained is None else torch.from_numpy(trained))
 
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,17 +118,19 @@ def _per_head(measure, logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def train_heads(x: torch.Tensor, targets: torch.Tensor, outputs: int, config: HeadConfig,
-                seeds: list[int], progress: Progress | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Train one head per seed (targets: (n, heads)); return AUM and early EL2N, (n, heads)."""
+                seeds: list[int], progress: Progress | None = None,
+                trained: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Train one head per seed (targets: (n, heads)) on the rows ``trained`` (default: all);
+    return AUM and early EL2N of every row, (n, heads)."""
+    train_x, train_targets = (x, targets) if trained is None else (x[trained], targets[trained])
     model = StackedHeads(x.shape[1], outputs, config.hidden, seeds)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seeds[0])
     margin_sum, early = torch.zeros(targets.shape), torch.zeros(targets.shape)
-    size = batch_size(len(x), config.steps_per_epoch)
+    size = batch_size(len(train_x), config.steps_per_epoch)
     for epoch in range(1, config.epochs + 1):
-        _train_epoch(model, optimizer, x, targets, size, generator)
+        _train_epoch(model, optimizer, train_x, train_targets, size, generator)
         logits = _all_logits(model, x)
         margin_sum += _per_head(margins, logits, targets)
         if epoch == config.early_epoch:

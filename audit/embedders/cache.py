@@ -3,7 +3,9 @@
 Layout: ``<data_home>/embeddings/<model id>/part-<n>.npy`` holds the vectors of one batch set
 and ``part-<n>.sha256`` (text, one hash a line) the hashes of its rows, in the same order.
 No pickle anywhere: arrays are read with ``allow_pickle=False``. A rerun with other detector
-settings finds every vector here and skips the encoder.
+settings finds every vector here and skips the encoder. ``forget_hashes`` takes the vectors of
+some images out (a deleted dataset's), rewriting a part without them before removing it, so a
+reader sees each vector once or twice but never a half-written part.
 """
 
 from __future__ import annotations
@@ -39,12 +41,8 @@ class EmbeddingCache:
 
     def store(self, hashes: list[str], vectors: np.ndarray) -> None:
         """Append one batch set; written to temporary names first, then renamed."""
-        if not hashes:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stem = self.folder / f"part-{uuid.uuid4().hex}"
-        _write_atomic_npy(stem.with_suffix(".npy"), np.asarray(vectors))
-        _write_atomic_text(stem.with_suffix(".sha256"), "\n".join(hashes) + "\n")
+        if hashes:
+            _write_part(self.folder, hashes, vectors)
 
     def _load_all(self) -> dict[str, np.ndarray]:
         vectors: dict[str, np.ndarray] = {}
@@ -54,11 +52,38 @@ class EmbeddingCache:
             array_file = hash_file.with_suffix(".npy")
             if not array_file.is_file():
                 continue
-            hashes = hash_file.read_text(encoding="ascii").split()
-            array = np.load(array_file, allow_pickle=False)
+            try:
+                hashes = hash_file.read_text(encoding="ascii").split()
+                array = np.load(array_file, allow_pickle=False)
+            except FileNotFoundError:
+                continue  # removed by forget_hashes after the glob; its rows live on elsewhere
             if len(hashes) == len(array):
                 vectors.update(zip(hashes, array))
         return vectors
+
+
+def forget_hashes(data_home: Path, hashes: set[str]) -> int:
+    """Remove the cached vectors of these content hashes from every model's cache; return how
+    many part files were rewritten or removed."""
+    parts = sorted((Path(data_home) / "embeddings").glob("*/part-*.sha256"))
+    return sum(_forget_in_part(hash_file, hashes) for hash_file in parts)
+
+
+def _forget_in_part(hash_file: Path, hashes: set[str]) -> bool:
+    array_file = hash_file.with_suffix(".npy")
+    try:
+        known = hash_file.read_text(encoding="ascii").split()
+        if hashes.isdisjoint(known):
+            return False
+        kept = [row for row, digest in enumerate(known) if digest not in hashes]
+        vectors = np.load(array_file, allow_pickle=False) if kept else None
+    except FileNotFoundError:
+        return False  # another deletion took this part out
+    if vectors is not None and len(vectors) == len(known):
+        _write_part(hash_file.parent, [known[row] for row in kept], vectors[kept])
+    hash_file.unlink(missing_ok=True)
+    array_file.unlink(missing_ok=True)
+    return True
 
 
 def encode_with_cache(cache: EmbeddingCache, hashes: list[str],
@@ -87,6 +112,14 @@ def _assemble(hashes: list[str], found: dict[str, np.ndarray], computed: np.ndar
         if digest in found:
             out[row] = found[digest]
     return out
+
+
+def _write_part(folder: Path, hashes: list[str], vectors: np.ndarray) -> None:
+    """A new part: the vectors first, then their hashes (what a reader looks for)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"part-{uuid.uuid4().hex}"
+    _write_atomic_npy(stem.with_suffix(".npy"), np.asarray(vectors))
+    _write_atomic_text(stem.with_suffix(".sha256"), "\n".join(hashes) + "\n")
 
 
 def _write_atomic_npy(path: Path, array: np.ndarray) -> None:

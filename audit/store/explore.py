@@ -25,6 +25,7 @@ import pandas as pd
 from audit.classes import class_order
 from audit.errors import NotFoundError
 from audit.store.connection import Store
+from audit.store.run_compare import RunChange, change_condition
 
 DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
 SORT_SPECIAL = ("worst", "flags", "order")
@@ -151,6 +152,7 @@ class ExploreFilters:
     decision: str = "any"
     search: str = ""
     sample_ids: tuple[str, ...] | None = None
+    change: RunChange | None = None     # only the samples of one run-to-run change
     sort_by: str = "worst"          # a detector name, or one of SORT_SPECIAL
     worst_first: bool = True
 
@@ -255,6 +257,10 @@ def _membership_parts(filters: ExploreFilters, params: dict) -> list[str]:
     if filters.sample_ids is not None:
         parts.append("r.sample_id IN (SELECT unnest($sample_ids::VARCHAR[]))")
         params["sample_ids"] = list(filters.sample_ids)
+    if filters.change is not None:
+        condition, change_params = change_condition(filters.change, "r.sample_id")
+        parts.append(condition)
+        params.update(change_params)
     parts += _decision_parts(filters.decision, params)
     return parts
 
@@ -340,7 +346,8 @@ def dataset_overview(store: Store) -> pd.DataFrame:
                     count(DISTINCT label) AS classes
                 FROM samples GROUP BY dataset_id
             )
-            SELECT d.id, d.name, d.kind, d.source, s.samples, s.splits, s.classes, s.unreadable,
+            SELECT d.id, d.name, d.version, d.kind, d.source, s.samples, s.splits, s.classes,
+                s.unreadable,
                 l.run_id AS last_run, r.finished_at AS last_run_at,
                 coalesce(f.flagged, 0) AS flagged
             FROM datasets d LEFT JOIN sizes s ON s.dataset_id = d.id
@@ -383,10 +390,12 @@ def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
 
 
 def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
-    """The run's probe prediction, fold and map position for one sample, if stored."""
+    """The run's audited label, probe prediction, fold and map position for one sample, if
+    stored."""
     with store.transaction() as con:
         cursor = con.execute(
-            "SELECT fold, predicted_label, predicted_confidence, map_x, map_y FROM run_samples "
+            "SELECT audited_label, fold, predicted_label, predicted_confidence, map_x, map_y "
+            "FROM run_samples "
             "WHERE run_id = ? AND sample_id = ?",
             [run_id, sample_id],
         )
@@ -496,24 +505,6 @@ def run_issue_counts(store: Store, dataset_id: int) -> pd.DataFrame:
             "count(*) AS scored FROM scores sc JOIN runs r ON r.id = sc.run_id "
             "WHERE r.dataset_id = ? AND r.status = 'succeeded' GROUP BY ALL ORDER BY ALL",
             [dataset_id],
-        ).df()
-
-
-def compare_runs(store: Store, run_a: int, run_b: int) -> pd.DataFrame:
-    """Per detector: samples flagged by both runs, by only the first, by only the second."""
-    with store.transaction() as con:
-        return con.execute(
-            """
-            WITH a AS (SELECT detector, sample_id FROM scores WHERE run_id = $a AND is_issue),
-                 b AS (SELECT detector, sample_id FROM scores WHERE run_id = $b AND is_issue)
-            SELECT coalesce(a.detector, b.detector) AS detector,
-                count(*) FILTER (WHERE a.sample_id IS NOT NULL AND b.sample_id IS NOT NULL) AS both,
-                count(*) FILTER (WHERE b.sample_id IS NULL) AS only_first,
-                count(*) FILTER (WHERE a.sample_id IS NULL) AS only_second
-            FROM a FULL OUTER JOIN b ON a.detector = b.detector AND a.sample_id = b.sample_id
-            GROUP BY ALL ORDER BY detector
-            """,
-            {"a": run_a, "b": run_b},
         ).df()
 
 

@@ -55,9 +55,10 @@ def _known_sample_ids(con, dataset_id: int, sample_ids: list[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-def current_decisions(store: Store, dataset_id: int) -> pd.DataFrame:
-    """One row per sample with a standing decision: sample_id, action, new_label, note, created_at."""
-    log = decision_log(store, dataset_id)
+def current_decisions(store: Store, dataset_id: int, through_id: int | None = None) -> pd.DataFrame:
+    """One row per sample with a standing decision: sample_id, action, new_label, note, created_at
+    (as the log stood after its row ``through_id``, when given)."""
+    log = decision_log(store, dataset_id, through_id=through_id)
     standing = {}
     for row in log.itertuples(index=False):
         stack = standing.setdefault(row.sample_id, [])
@@ -71,11 +72,15 @@ def current_decisions(store: Store, dataset_id: int) -> pd.DataFrame:
     return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in latest], columns=columns)
 
 
-def decision_log(store: Store, dataset_id: int, sample_id: str | None = None) -> pd.DataFrame:
-    """The raw log in the order it was written, for one sample or the whole dataset."""
+def decision_log(store: Store, dataset_id: int, sample_id: str | None = None,
+                 through_id: int | None = None) -> pd.DataFrame:
+    """The raw log in the order it was written, for one sample or the whole dataset, up to and
+    including its row ``through_id`` when given (the log is append-only, so that is a fixed
+    past state)."""
     with store.transaction() as con:
         return con.execute(
             "SELECT id, sample_id, action, new_label, note, author, created_at FROM flags "
-            "WHERE dataset_id = ? AND (? IS NULL OR sample_id = ?) ORDER BY id",
-            [dataset_id, sample_id, sample_id],
+            "WHERE dataset_id = $dataset AND ($sample IS NULL OR sample_id = $sample) "
+            "AND ($through IS NULL OR id <= $through) ORDER BY id",
+            {"dataset": dataset_id, "sample": sample_id, "through": through_id},
         ).df()

@@ -175,6 +175,27 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE runs ADD COLUMN summary VARCHAR;
         """,
     ),
+    (
+        6,
+        """
+        -- The label each sample was audited with: the ingested label, or a reviewer's relabel
+        -- when the run started from the reviewed decisions (runs.summary.decisions).
+        ALTER TABLE run_samples ADD COLUMN audited_label VARCHAR;
+        """,
+    ),
+    (
+        7,
+        """
+        -- Dataset versions: re-ingesting a changed folder as a new version of a dataset makes a
+        -- new dataset (version = its parent's + 1) that takes the name; the parent is renamed
+        -- NAME@vN and keeps its runs and decisions. carried/dropped: how many of the parent's
+        -- standing decisions the new version kept (unchanged samples) and did not.
+        ALTER TABLE datasets ADD COLUMN version INTEGER DEFAULT 1;
+        ALTER TABLE datasets ADD COLUMN parent_id INTEGER;
+        ALTER TABLE datasets ADD COLUMN carried_decisions INTEGER;
+        ALTER TABLE datasets ADD COLUMN dropped_decisions INTEGER;
+        """,
+    ),
 ]
 
 

@@ -52,27 +52,26 @@ def write_scores(store: Store, run_id: int, scores: pd.DataFrame) -> int:
     return len(frame)
 
 
-RUN_SAMPLE_COLUMNS = ["sample_id", "fold", "predicted_label", "predicted_confidence", "map_x", "map_y"]
+RUN_SAMPLE_COLUMNS = ["sample_id", "audited_label", "fold", "predicted_label",
+                      "predicted_confidence", "map_x", "map_y"]
 
 
 def write_run_samples(store: Store, run_id: int, frame: pd.DataFrame) -> None:
-    """Store per-sample run facts (fold, probe prediction, 2-D map) in one transaction."""
+    """Store per-sample run facts (audited label, fold, probe prediction, 2-D map) in one
+    transaction; a column the frame lacks is stored as NULL."""
+    columns = ", ".join(RUN_SAMPLE_COLUMNS)
     with store.transaction() as con:
-        con.register("incoming_run_samples", frame[RUN_SAMPLE_COLUMNS])
-        con.execute(
-            "INSERT INTO run_samples (run_id, sample_id, fold, predicted_label, "
-            "predicted_confidence, map_x, map_y) SELECT ?, sample_id, fold, predicted_label, "
-            "predicted_confidence, map_x, map_y FROM incoming_run_samples",
-            [run_id],
-        )
+        con.register("incoming_run_samples", frame.reindex(columns=RUN_SAMPLE_COLUMNS))
+        con.execute(f"INSERT INTO run_samples (run_id, {columns}) "
+                    f"SELECT ?, {columns} FROM incoming_run_samples", [run_id])
         con.unregister("incoming_run_samples")
 
 
 def run_samples_frame(store: Store, run_id: int) -> pd.DataFrame:
     with store.transaction() as con:
         return con.execute(
-            "SELECT sample_id, fold, predicted_label, predicted_confidence, map_x, map_y "
-            "FROM run_samples WHERE run_id = ? ORDER BY sample_id",
+            f"SELECT {', '.join(RUN_SAMPLE_COLUMNS)} FROM run_samples WHERE run_id = ? "
+            "ORDER BY sample_id",
             [run_id],
         ).df()
 

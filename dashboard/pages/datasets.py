@@ -1,6 +1,7 @@
 """Datasets: every dataset with its size, splits, classes, last run and flagged samples; add a
-dataset from a folder or manifest; start an audit with chosen options (run by a background
-worker, followed on the Jobs page)."""
+dataset from a folder or manifest (or a new version of one); start an audit with chosen options
+(run by a background worker, followed on the Jobs page); delete a dataset, confirmed by typing
+its name."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from audit.corrections import WHAT_DECISIONS_DO
+from audit import dataset_lifecycle
 from audit.datasets import ingest
 from audit.detectors import catalogue
 from audit.embedders import EMBEDDER_CHOICES as EMBEDDERS
+from audit.store.datasets import get_dataset
 from dashboard import context, data
 from dashboard.errors import reported
+from dashboard.run_to_run import compare_previous_button
 from jobs.queue import enqueue_audit
 
 
@@ -20,6 +25,7 @@ from jobs.queue import enqueue_audit
 def main() -> None:
     view = context.view()
     st.title("Datasets")
+    _show_outcome()
     datasets = data.overview(view.store, view.key)
     if datasets.empty:
         st.info("No datasets yet. Add an image folder or a manifest below, "
@@ -32,6 +38,20 @@ def main() -> None:
         _add_dataset(view)
     with right:
         _start_audit(view, datasets)
+    _delete_dataset(view, datasets)
+
+
+OUTCOME_KEY = "datasets_outcome"
+
+
+def _show_outcome() -> None:
+    """What the last add or delete said, kept across the rerun that refreshed the table."""
+    for kind, text in st.session_state.pop(OUTCOME_KEY, []):
+        (st.warning if kind == "warning" else st.success)(text)
+
+
+def _keep_outcome(kind: str, text: str) -> None:
+    st.session_state.setdefault(OUTCOME_KEY, []).append((kind, text))
 
 
 def _issues_of_last_run(view: context.View) -> None:
@@ -41,6 +61,7 @@ def _issues_of_last_run(view: context.View) -> None:
     latest = counts[counts["run_id"] == view.run_id]
     st.caption(f"Issues per detector in run {view.run_id} of the chosen dataset")
     st.dataframe(latest[["detector", "issues", "scored"]], hide_index=True)
+    compare_previous_button(view.store, view.key, view.dataset_id, "dataset_compare")
 
 
 def _add_dataset(view: context.View) -> None:
@@ -48,12 +69,18 @@ def _add_dataset(view: context.View) -> None:
         st.subheader("Add a dataset")
         source = st.text_input("Image folder or manifest (CSV, Parquet, JSONL) on this machine")
         name = st.text_input("Name (optional)")
+        new_version = st.checkbox(
+            "New version of the dataset with this name", key="add_new_version",
+            help="It takes the name, the old version is renamed NAME@vN, and the decisions of "
+                 "unchanged files (same path, label and content) are carried over.")
         if st.form_submit_button("Add"):
             with reported():
                 bar = st.progress(0.0, text="reading images")
                 dataset_id = ingest(view.store, Path(source.strip()), view.settings,
                                     name=name.strip() or None,
-                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+                                    new_version=new_version)
+                _keep_lineage(view, dataset_id)
                 st.toast(f"Added dataset {dataset_id}.")
                 st.rerun()
 
@@ -75,13 +102,51 @@ def _start_audit(view: context.View, datasets) -> None:
         k = cols[0].number_input("Neighbours (k)", 1, 200, view.settings.knn_k)
         folds = cols[1].number_input("Folds", 2, 20, view.settings.folds)
         seed = cols[2].number_input("Seed", 0, 2**31 - 1, view.settings.seed)
+        use_decisions = st.checkbox("Start from the reviewed decisions", value=True,
+                                    help=WHAT_DECISIONS_DO)
         if st.form_submit_button("Queue audit", type="primary"):
-            overrides = {"embedder": embedder, "k": int(k), "folds": int(folds), "seed": int(seed)}
+            overrides = {"embedder": embedder, "k": int(k), "folds": int(folds), "seed": int(seed),
+                         "use_decisions": use_decisions}
             if detectors:
                 overrides["detectors"] = list(detectors)
             with reported():
                 job_id = enqueue_audit(view.store, view.settings, int(dataset_id), overrides)
                 st.success(f"Queued job {job_id}; follow it on the Jobs page.")
+
+
+def _keep_lineage(view: context.View, dataset_id: int) -> None:
+    dataset = get_dataset(view.store, dataset_id)
+    if dataset.parent_id is not None:
+        parent = get_dataset(view.store, dataset.parent_id)
+        _keep_outcome("success", dataset_lifecycle.version_summary(dataset, parent))
+    elif warning := dataset_lifecycle.same_source_warning(view.store, dataset):
+        _keep_outcome("warning", warning)
+
+
+def _delete_dataset(view: context.View, datasets) -> None:
+    if datasets.empty:
+        return
+    with st.expander("Delete a dataset"):
+        rows = datasets.set_index(datasets["id"].astype(int))
+        dataset_id = st.selectbox("Dataset to delete", list(rows.index), key="delete_dataset_id",
+                                  format_func=lambda key: rows.loc[key, "name"])
+        dataset = get_dataset(view.store, int(dataset_id))
+        samples = int(rows.loc[dataset_id, "samples"])
+        st.text(dataset_lifecycle.confirmation_question(dataset, samples))
+        with st.form("delete_dataset", clear_on_submit=True):
+            typed = st.text_input("Type the dataset's name to confirm", key="delete_confirm")
+            if st.form_submit_button("Delete", type="primary"):
+                _delete_if_confirmed(view, dataset, typed)
+
+
+def _delete_if_confirmed(view: context.View, dataset, typed: str) -> None:
+    if typed.strip() != dataset.name:
+        st.error("Nothing deleted: type the dataset's name exactly to confirm.")
+        return
+    with reported():
+        deletion = dataset_lifecycle.delete_dataset(view.store, view.settings, dataset)
+        _keep_outcome("success", deletion.summary())
+        st.rerun()
 
 
 def _detector_picker() -> list[str]:

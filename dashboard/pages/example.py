@@ -34,7 +34,7 @@ def main() -> None:
         _facts(view, sample)
         _decision_panel(view, sample, scores)
     _scores(scores)
-    _suggestions(view, sample_id, scores)
+    _suggestions(view, sample, scores)
     _related(view, sample["root"], scores)
     _history(view, sample_id)
 
@@ -136,8 +136,10 @@ def _scores(scores: pd.DataFrame) -> None:
     })
 
 
-def _suggestions(view: context.View, sample_id: str, scores: pd.DataFrame) -> None:
-    facts = data.sample_run_facts(view.store, view.run_id, sample_id)
+def _suggestions(view: context.View, sample: dict, scores: pd.DataFrame) -> None:
+    facts = data.sample_run_facts(view.store, view.run_id, sample["sample_id"])
+    if facts and facts.get("audited_label") not in (None, sample["label"]):
+        st.text(f"this run audited it as: {facts['audited_label']} (a reviewer's relabel)")
     if facts and facts.get("predicted_label") is not None:
         st.text(f"probe predicts: {facts['predicted_label']} "
                 f"({facts['predicted_confidence']:.0%} confident)")

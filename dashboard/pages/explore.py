@@ -12,8 +12,10 @@ import streamlit as st
 
 from audit.store.explore import DECISION_STATES, SORT_SPECIAL, ExploreFilters
 from audit.store.flags import Decision, record_decisions
+from audit.store.run_compare import RunChange
 from dashboard import context, data
 from dashboard.errors import reported
+from dashboard.run_to_run import CHANGE_KEY
 from dashboard.widgets import flag_line, label_lines, plain, sample_image
 
 PAGE_SIZE = 48
@@ -40,11 +42,14 @@ def main() -> None:
 
 def _filters(view: context.View, detectors: list[str]) -> ExploreFilters:
     classes, splits = data.classes_and_splits(view.store, view.key, view.dataset_id)
+    change = _run_change()
     top = st.columns([2, 1, 2, 2, 1])
     detector = top[0].selectbox("Detector", [None, *detectors], key="f_detector",
                                 format_func=lambda d: "any detector" if d is None else d,
                                 persist_state="session")
-    flagged = top[1].checkbox("Flagged only", value=True, key="f_flagged", persist_state="session")
+    flagged = top[1].checkbox("Flagged only", value=True, key="f_flagged", persist_state="session",
+                              disabled=change is not None,
+                              help="Off while a run-to-run change is shown" if change else None)
     max_score = top[2].slider("Score at most", 0.0, 1.0, 1.0, 0.01, key="f_max_score",
                               persist_state="session")
     sort_by = top[3].selectbox("Sort by", [*SORT_LABELS, *detectors], key="f_sort",
@@ -61,9 +66,11 @@ def _filters(view: context.View, detectors: list[str]) -> ExploreFilters:
     search = middle[3].text_input("Search id, path or caption", key="f_search",
                                   persist_state="session")
     return ExploreFilters(
-        detector=detector, flagged_only=flagged, max_score=None if max_score >= 1.0 else max_score,
+        detector=detector, flagged_only=flagged and change is None,
+        max_score=None if max_score >= 1.0 else max_score,
         classes=tuple(chosen_classes), splits=tuple(chosen_splits), decision=decision,
-        search=search, sample_ids=_map_selection(), sort_by=sort_by, worst_first=worst_first,
+        search=search, sample_ids=_map_selection(), change=change, sort_by=sort_by,
+        worst_first=worst_first,
     )
 
 
@@ -78,6 +85,27 @@ def _map_selection() -> tuple[str, ...] | None:
         del st.session_state[MAP_SELECTION_KEY]
         st.rerun()
     return tuple(picked)
+
+
+def _run_change() -> RunChange | None:
+    """The run-to-run change opened from Insights, until cleared here."""
+    change = st.session_state.get(CHANGE_KEY)
+    if change is None:
+        return None
+    left, right = st.columns([4, 1])
+    left.info(plain(_describe(change)), icon=":material/compare_arrows:")
+    if right.button("Clear run comparison", key="clear_run_change"):
+        del st.session_state[CHANGE_KEY]
+        st.rerun()
+    return change
+
+
+def _describe(change: RunChange) -> str:
+    a, b = change.run_a, change.run_b
+    verdicts = (f"in run {b}, not in run {a}" if change.change == "newly flagged"
+                else f"in run {a}, no longer in run {b}")
+    of_class = "" if change.label is None else f" of class {change.label}"
+    return f"Showing only the samples{of_class} flagged by {change.detector} {verdicts}."
 
 
 def _reset_page_when(filters: ExploreFilters) -> None:

@@ -1,8 +1,9 @@
-"""Insights: the shape of the problems in the chosen run.
+"""Insights: the shape of the problems in the chosen run, and what changed from run to run.
 
-Per-detector score histograms with the threshold, issues per class and split, the given vs
-predicted label matrix, the 2-D map of the embeddings (a box or lasso selection opens those
-samples in Explore), and the issue counts of this run against the dataset's other runs.
+"This run": per-detector score histograms with the threshold, issues per class and split, the
+given vs predicted label matrix, the 2-D map of the embeddings (a box or lasso selection opens
+those samples in Explore). "Run to run" (``dashboard.run_to_run``): two runs of the dataset
+compared per detector and class, each change one click from Explore. Only the open tab runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import context, data
+from dashboard import context, data, run_to_run
 from dashboard.widgets import chart_text
 
 BINS = 20
@@ -21,13 +22,35 @@ MAP_POINTS = 20_000
 def main() -> None:
     view = context.require_run()
     st.title("Insights")
+    this_run, run_to_run_tab = _tabs()
+    if this_run.open:
+        with this_run:
+            _this_run(view)
+    if run_to_run_tab.open:
+        with run_to_run_tab:
+            run_to_run.section(view)
+
+
+def _tabs():
+    """The two tabs, opened on the one picked last (a tab's own state is dropped whenever
+    another page is shown, so the pick is kept under ``OPEN_TAB_KEY`` too)."""
+    st.session_state[run_to_run.TAB_KEY] = st.session_state.get(run_to_run.OPEN_TAB_KEY,
+                                                                run_to_run.THIS_RUN)
+    return st.tabs([run_to_run.THIS_RUN, run_to_run.RUN_TO_RUN], key=run_to_run.TAB_KEY,
+                   on_change=_remember_tab)
+
+
+def _remember_tab() -> None:
+    st.session_state[run_to_run.OPEN_TAB_KEY] = st.session_state[run_to_run.TAB_KEY]
+
+
+def _this_run(view: context.View) -> None:
     summary = data.detector_summary(view.store, view.run_id)
     st.dataframe(summary, hide_index=True)
     _histograms(view, summary)
     _issues_by_group(view)
     _label_matrix(view)
     _embedding_map(view)
-    _run_comparison(view)
 
 
 def _histograms(view: context.View, summary) -> None:
@@ -111,22 +134,6 @@ def open_in_explore(sample_ids: list[str]) -> None:
     """Hand a set of samples to Explore (shown there until cleared) and go there."""
     st.session_state["map_selection"] = list(sample_ids)
     st.switch_page("pages/explore.py")
-
-
-def _run_comparison(view: context.View) -> None:
-    st.subheader("Runs compared")
-    counts = data.run_issue_counts(view.store, view.key, view.dataset_id)
-    runs = sorted(counts["run_id"].unique().tolist())
-    counts["run"] = "run " + counts["run_id"].astype(str)
-    st.plotly_chart(px.bar(counts, x="detector", y="issues", color="run", barmode="group"),
-                    key="run_counts")
-    if len(runs) < 2:
-        st.caption("Rerun the audit (Jobs page) to compare two runs.")
-        return
-    left, right = st.columns(2)
-    first = left.selectbox("First run", runs, index=len(runs) - 2, key="compare_first")
-    second = right.selectbox("Second run", runs, index=len(runs) - 1, key="compare_second")
-    st.dataframe(data.compare_runs(view.store, first, second), hide_index=True)
 
 
 main()

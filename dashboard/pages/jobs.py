@@ -9,9 +9,11 @@ import json
 import streamlit as st
 
 from audit.errors import ConfigError
-from dashboard import context
+from dashboard import context, data
 from dashboard.errors import reported
+from dashboard.run_to_run import compare_previous_button
 from dashboard.widgets import plain
+from audit.corrections import WHAT_DECISIONS_DO
 from jobs.queue import get_job, job_log, list_jobs, request_cancel, rerun
 
 REFRESH = "2s"
@@ -54,6 +56,9 @@ def _job_detail(view: context.View, job_id: int) -> None:
             st.code(job["traceback"], language=None)
     with st.expander("Log", expanded=job["status"] in ACTIVE):
         st.code("\n".join(job_log(view.store, job_id)) or "(empty)", language=None)
+    # read afresh: the button appears as soon as a rerun of this dataset finishes
+    compare_previous_button(view.store, data.version(view.store), job["dataset_id"],
+                            "job_compare")
 
 
 def _actions(view: context.View, job_id: int) -> None:
@@ -63,7 +68,9 @@ def _actions(view: context.View, job_id: int) -> None:
         with reported():
             st.toast(f"job {job_id}: {request_cancel(view.store, job_id)}")
     if cols[1].button("Rerun with the same config", key="job_rerun"):
-        _rerun(view, job_id, None)
+        _rerun(view, job_id, {"use_decisions": st.session_state.get("job_rerun_decisions", True)})
+    cols[2].checkbox("Start from the reviewed decisions", value=True, key="job_rerun_decisions",
+                     help=WHAT_DECISIONS_DO)
     with st.expander("Rerun with a changed config"):
         st.caption("Options to change, as JSON: e.g. {\"k\": 20, \"detectors\": [\"outlier\"]}")
         current = json.dumps(job["config"], indent=2, sort_keys=True)

@@ -15,7 +15,7 @@ from PIL import Image
 from audit.cli import build_parser
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = ["ingest", "datasets", "run", "order", "jobs", "cancel", "export", "serve", "demo"]
+COMMANDS = ["ingest", "datasets", "delete", "run", "order", "jobs", "cancel", "export", "serve", "demo"]
 
 
 def _cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -64,8 +64,9 @@ def test_ingest_then_list(subprocess_env, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ingested 'pets' (id 1): 7 samples, 2 classes, 1 unreadable"
     listed = _cli(subprocess_env, "datasets").stdout.splitlines()
-    assert listed[0].split() == ["id", "name", "kind", "samples", "load_errors", "splits", "classes"]
-    assert listed[1].split() == ["1", "pets", "folder", "7", "1", "1", "2"]
+    assert listed[0].split() == ["id", "name", "version", "kind", "samples", "load_errors",
+                                 "splits", "classes"]
+    assert listed[1].split() == ["1", "pets", "1", "folder", "7", "1", "1", "2"]
     again = _cli(subprocess_env, "ingest", str(tmp_path / "ds"), "--name", "pets")
     assert again.returncode == 2 and "already exists" in again.stderr
 

@@ -122,22 +122,22 @@ def test_insights_numbers_match_the_planted_truth(app_home):
     assert by_group.loc[by_group["detector"] == "outlier", "issues"].sum() == len(truth["outlier"])
 
 
-def test_runs_compared_per_detector(app_home):
+def test_issue_counts_of_every_succeeded_run(app_home):
+    # what changed between two runs: tests/audit/test_run_compare.py
     store, dataset_id, run_id = app_home["store"], app_home["dataset_id"], app_home["run_id"]
     scores = run_store.scores_frame(store, run_id)
     second = run_store.create_run(store, dataset_id, {})
     flags = scores[scores["detector"] == "outlier"].copy()
-    flags.loc[flags.index[:3], "is_issue"] = True  # three newly flagged samples
+    flags.loc[flags.index[:3], "is_issue"] = True  # three more flagged samples
     run_store.write_scores(store, second, flags)
     run_store.finish_run(store, second, "succeeded")
-    compared = queries.compare_runs(store, run_id, second).set_index("detector")
+    run_store.create_run(store, dataset_id, {})  # running: not counted
+    counts = queries.run_issue_counts(store, dataset_id).set_index(["run_id", "detector"])
     outliers = len(app_home["truth"]["outlier"])
     newly = int((~scores.loc[flags.index[:3], "is_issue"]).sum())
-    assert compared.loc["outlier", "both"] == outliers
-    assert compared.loc["outlier", "only_second"] == newly
-    assert compared.loc["label_issue", "only_first"] == len(app_home["truth"]["label_flip"])
-    counts = queries.run_issue_counts(store, dataset_id)
-    assert set(counts["run_id"]) == {run_id, second}
+    assert counts.loc[(run_id, "outlier"), "issues"] == outliers
+    assert counts.loc[(second, "outlier"), "issues"] == outliers + newly
+    assert set(counts.index.get_level_values("run_id")) == {run_id, second}
 
 
 def test_only_succeeded_runs_are_indexed(app_home):

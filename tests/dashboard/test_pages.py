@@ -184,7 +184,7 @@ def test_example_remove_is_one_row_per_click(app, app_home):
 def test_insights_draws_every_chart(app):
     at = _ok(app.switch_page("pages/insights.py").run())
     charts = at.get("plotly_chart")
-    assert len(charts) == 8 + 2 + 1 + 1 + 1  # histograms, class/split, matrix, map, runs
+    assert len(charts) == 8 + 2 + 1 + 1  # histograms, class/split, matrix, map (this run's tab)
     summary = at.dataframe[0].value.set_index("detector")
     assert summary.loc["overall", "issues"] == 0 and summary.loc["label_issue", "issues"] == 90
 
@@ -231,6 +231,20 @@ def test_jobs_rerun_with_bad_json_explains(app, app_home):
     at.button(key="job_rerun_changed").click().run()
     assert "not valid JSON" in at.error[0].value
     assert len(job_store.list_jobs(app_home["store"])) == 1
+
+
+@pytest.mark.parametrize("use_decisions", [True, False], ids=["default", "unticked"])
+def test_jobs_rerun_starts_from_the_reviewed_decisions_unless_unticked(app, app_home,
+                                                                       use_decisions):
+    job_store.insert_job(app_home["store"], app_home["dataset_id"], "audit", {"k": 7})
+    at = _ok(app.switch_page("pages/jobs.py").run())
+    assert at.checkbox(key="job_rerun_decisions").value is True
+    if not use_decisions:
+        at.checkbox(key="job_rerun_decisions").uncheck().run()
+    at.button(key="job_rerun").click().run()
+    newest = job_store.list_jobs(app_home["store"]).iloc[0]
+    config = job_store.get_job(app_home["store"], int(newest["id"]))["config"]
+    assert config["use_decisions"] is use_decisions and config["k"] == 7
 
 
 def test_export_preview_counts_decisions_and_flag_rule(app, app_home):

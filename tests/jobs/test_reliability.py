@@ -201,9 +201,9 @@ def test_failing_jobs_leave_the_worker_taking_the_next_one(store, settings, make
                                                            spawn_worker, data_home):
     deleted = make_dataset("deleted")
     kept = make_dataset("kept", seed=1)
-    ids = [queue_audit(store, settings, deleted, QUICK)]
-    delete_dataset(store, deleted)
     base = AuditConfig.from_dict(QUICK, settings).to_dict()
+    delete_dataset(store, deleted)    # a deletion refuses while a job is queued: queue it after
+    ids = [job_store.insert_job(store, deleted, "audit", base)]
     ids.append(job_store.insert_job(store, kept, "audit", {**base, "detectors": ["no_such"]}))
     ids.append(queue_audit(store, settings, kept,
                            {**QUICK, "embedder": "clip", "clip_model": "no-such-model"}))
