@@ -210,16 +210,16 @@ def _add_run(commands) -> None:
 
 
 def _run(args, settings: Settings) -> int:
+    from audit.plan import AuditConfig
     from audit.store.datasets import get_dataset
 
     store = Store.from_settings(settings)
     dataset = get_dataset(store, args.dataset)
-    from audit.plan import AuditConfig
-
     _check_supplied_files(store, dataset.id, args)
     config = AuditConfig.from_dict(_config_overrides(args), settings)
     return _queue_audit(store, settings, dataset.id, config,
-                        lambda job: f"queued job {job} for dataset {dataset.name!r}", wait=args.wait)
+                        lambda job: f"queued job {job} for dataset {dataset.name!r}",
+                        wait=args.wait)
 
 
 def _check_supplied_files(store: Store, dataset_id: int, args) -> None:

@@ -17,6 +17,11 @@ from audit.store import Store
 from dashboard import data
 
 DATASET_KEY = "dataset_id"
+SCROLL_TO_TOP_KEY = "scroll_to_top"
+# A constant script, never built from data: the page's main part keeps its scroll position
+# across a switch of pages, so a page switched to opens where the page left was scrolled to.
+SCROLL_TO_TOP = ("<script>document.querySelector('[data-testid=\"stMain\"]')"
+                 "?.scrollTo(0, 0)</script>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +82,21 @@ def pick(dataset_id: int, run_id: int | None = None) -> None:
         st.session_state[_run_key(dataset_id)] = run_id
 
 
+def switch_page(page: str) -> None:
+    """Go to another page and open it at its top."""
+    st.session_state[SCROLL_TO_TOP_KEY] = True
+    st.switch_page(page)
+
+
+def _scroll_to_top_after_a_switch() -> None:
+    if st.session_state.pop(SCROLL_TO_TOP_KEY, False):
+        st.sidebar.html(SCROLL_TO_TOP, unsafe_allow_javascript=True)
+
+
 def sidebar_pickers() -> None:
-    """The dataset and run pickers, rendered by the router on every page."""
+    """The dataset and run pickers, rendered by the router on every page (which also scrolls
+    a page opened by ``switch_page`` to its top)."""
+    _scroll_to_top_after_a_switch()
     current = view()
     if current.dataset_id is None:
         st.sidebar.caption("No datasets yet: add one on the Datasets page.")

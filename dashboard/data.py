@@ -11,10 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from audit.export import ExportPreview, ExportRules, preview_export
+from audit.run_trust import RunTrust, run_trust
 from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store import explore as queries
 from audit.store import run_compare
+from audit.store import runs as run_store
 from audit.store.flags import decision_log
 from audit.store.run_compare import RunComparison
 
@@ -42,6 +44,17 @@ def overview(store: Store, key: Version) -> pd.DataFrame:
 @st.cache_data(max_entries=32, show_spinner=False)
 def runs(store: Store, key: Version, dataset_id: int) -> pd.DataFrame:
     return queries.finished_runs(store, dataset_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def trust(store: Store, run_id: int) -> RunTrust:
+    """What the run measured about itself; a finished run never changes, so its id is the key."""
+    return run_trust(run_store.get_run(store, run_id))
+
+
+def dataset_name(store: Store, key: Version, dataset_id: int) -> str:
+    names = overview(store, key).set_index("id")["name"]
+    return str(names.loc[dataset_id])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -9,8 +9,10 @@ with ``st.text`` (never interpreted) or, where markdown is needed around it, pas
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import streamlit as st
+from PIL import Image, ImageOps
 
 from audit.errors import InputError
 from audit.images import ImageLoadError
@@ -33,9 +35,15 @@ def chart_text(text: object) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+DECISION_BADGES = {"remove": ("removed", "red", ":material/delete:"),
+                   "relabel": ("relabelled to {label}", "blue", ":material/edit:"),
+                   "keep": ("kept", "green", ":material/check:")}
+
+
 def sample_image(settings: Settings, root: str, row, size: int = GRID_SIZE,
-                 width: int | str = "stretch") -> None:
-    """The sample's cached thumbnail, or the reason there is none, as plain text."""
+                 width: int | str = "stretch", faded: bool = False) -> None:
+    """The sample's cached thumbnail (greyed out when ``faded``), or the reason there is none,
+    as plain text."""
     if isinstance(row.load_error, str):
         st.text(f"unreadable: {row.load_error}")
         return
@@ -44,7 +52,35 @@ def sample_image(settings: Settings, root: str, row, size: int = GRID_SIZE,
     except (ImageLoadError, InputError) as exc:
         st.text(f"no preview: {exc}")
         return
-    st.image(str(path), width=width)
+    st.image(_greyed(path) if faded else str(path), width=width)
+
+
+def _greyed(path) -> Image.Image:
+    """A thumbnail in light grey: how a decided card shows it is done with."""
+    with Image.open(path) as image:
+        grey = ImageOps.grayscale(image.convert("RGB")).convert("RGB")
+    return Image.blend(grey, Image.new("RGB", grey.size, "white"), 0.55)
+
+
+def file_line(row) -> None:
+    """The sample's split and file name (not the whole path), as plain text."""
+    st.caption(plain(f"{row.split} · {PurePosixPath(str(row.path)).name}"))
+
+
+def decision_badge(row) -> None:
+    """The standing decision as a coloured badge: removed, relabelled to X, kept."""
+    decision = getattr(row, "decision", None)
+    if decision not in DECISION_BADGES:
+        return
+    text, color, icon = DECISION_BADGES[decision]
+    st.badge(plain(text.format(label=row.decision_label)), color=color, icon=icon)
+
+
+def reason_line(row) -> None:
+    """The worst flagging detector's reason in words, when a detector flagged the sample."""
+    reason = getattr(row, "top_reason", None)
+    if isinstance(reason, str):
+        st.caption(plain(f"{row.reason_detector}: {reason}"))
 
 
 def label_lines(row) -> None:

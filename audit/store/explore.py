@@ -7,11 +7,13 @@ stale): each row carries the sample's fields, its scores and issue flags as list
 first, so the pages people look at most (the worst examples) sit in the first row groups. A
 query is a count, a narrow top-N that picks the page's row ids, and a read of just those rows.
 The WHERE clause is assembled from constant fragments, one per active filter; every value is
-a bound parameter.
+a bound parameter. Insights' per-class, label-matrix and map queries read the same index,
+and build it first when no page has yet (whichever page a person opens first is right).
 
 Decisions are not in the index: the standing decision of each sample is computed from the
 append-only flags log in the same transaction as every query (``STANDING_DECISIONS``, the
-rule of ``flags.current_decisions`` in SQL) and joined in.
+rule of ``flags.current_decisions`` in SQL) and joined in. So is each page row's top reason
+(its worst flagging detector's ``details.reason``), read from ``scores`` for that page only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from audit.store.run_compare import RunChange, change_condition
 
 DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
 SORT_SPECIAL = ("worst", "flags", "order")
+PREFERRED_SORT = "overall"      # the one ranking of label problems, when the run has it
 _build_guard = threading.Lock()
 
 _BUILD_ROWS = """
@@ -194,7 +197,7 @@ def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters
         f"ORDER BY {order} LIMIT $limit OFFSET $offset",
         {**params, **order_params, "limit": page_size, "offset": max(page, 0) * page_size},
     ).fetchall()]
-    rows = _rows_by_rowid(con, row_ids)
+    rows = _with_reasons(con, run_id, _rows_by_rowid(con, row_ids))
     return ExplorePage(_with_decisions(con, dataset_id, rows, detectors), int(total), detectors)
 
 
@@ -207,6 +210,20 @@ def _rows_by_rowid(con, row_ids: list[int]) -> pd.DataFrame:
     rank = {row_id: i for i, row_id in enumerate(row_ids)}
     rows = rows.sort_values("row_id", key=lambda ids: ids.map(rank)).reset_index(drop=True)
     return rows.drop(columns="row_id")
+
+
+def _with_reasons(con, run_id: int, rows: pd.DataFrame) -> pd.DataFrame:
+    """The page's rows with the worst flagging detector (``reason_detector``) and its reason in
+    words (``top_reason``; both missing when nothing flagged the sample). Read for the page's
+    samples only, from their flagged score rows."""
+    reasons = con.execute(
+        "SELECT sample_id, first(detector ORDER BY score NULLS LAST, detector) AS reason_detector, "
+        "first(json_extract_string(details, '$.reason') ORDER BY score NULLS LAST, detector) "
+        "AS top_reason FROM scores WHERE run_id = $run_id AND is_issue "
+        "AND list_contains($sample_ids::VARCHAR[], sample_id) GROUP BY sample_id",
+        {"run_id": run_id, "sample_ids": rows["sample_id"].tolist()},
+    ).df()
+    return rows.merge(reasons, on="sample_id", how="left")
 
 
 def _with_decisions(con, dataset_id: int, rows: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
@@ -277,16 +294,26 @@ def _decision_parts(state: str, params: dict) -> list[str]:
     return ["r.sample_id IN (SELECT sample_id FROM standing_decisions WHERE action = $decision)"]
 
 
+def default_sort(detectors: list[str]) -> str:
+    """What Explore sorts by until the user picks otherwise: ``overall`` when the run has it."""
+    return PREFERRED_SORT if PREFERRED_SORT in detectors else "worst"
+
+
 def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, dict]:
+    """The sort key, then a continuous tie-break in the same direction (the mean of all the
+    sample's scores: among equal keys the sample more detectors doubt comes first), then
+    dataset order, so equal scores never leave the order to chance."""
     direction = "ASC" if filters.worst_first else "DESC"
+    tie_break = f"list_avg(r.scores) {direction} NULLS LAST, r.row_index"
     if filters.sort_by == "order":
         return "r.row_index", {}
     if filters.sort_by == "flags":
-        return f"r.issue_count {'DESC' if filters.worst_first else 'ASC'}, r.row_index", {}
+        return (f"r.issue_count {'DESC' if filters.worst_first else 'ASC'}, "
+                f"r.worst_score {direction} NULLS LAST, {tie_break}"), {}
     if filters.sort_by == "worst":
-        return f"r.worst_score {direction} NULLS LAST, r.row_index", {}
+        return f"r.worst_score {direction} NULLS LAST, {tie_break}", {}
     position = _position(detectors, filters.sort_by)
-    return f"r.scores[$sort_pos] {direction} NULLS LAST, r.row_index", {"sort_pos": position}
+    return f"r.scores[$sort_pos] {direction} NULLS LAST, {tie_break}", {"sort_pos": position}
 
 
 # --- small lookups -------------------------------------------------------------------------
@@ -453,6 +480,7 @@ def score_histograms(store: Store, run_id: int, bins: int = 20) -> pd.DataFrame:
 
 def issues_by_class_and_split(store: Store, run_id: int) -> pd.DataFrame:
     """Per detector, class and split: issues, next to the number of samples there."""
+    ensure_explore_index(store, run_id)
     with store.transaction() as con:
         return con.execute(
             """
@@ -474,6 +502,7 @@ def issues_by_class_and_split(store: Store, run_id: int) -> pd.DataFrame:
 
 def label_matrix(store: Store, run_id: int) -> pd.DataFrame:
     """Given label x the probe's predicted label (the confident joint's counts)."""
+    ensure_explore_index(store, run_id)
     with store.transaction() as con:
         return con.execute(
             "SELECT r.label AS given, rs.predicted_label AS predicted, count(*) AS count "
@@ -486,6 +515,7 @@ def label_matrix(store: Store, run_id: int) -> pd.DataFrame:
 
 def map_points(store: Store, run_id: int, limit: int = 20_000) -> pd.DataFrame:
     """Points of the 2-D map: every flagged sample first, then a fixed sample of the rest."""
+    ensure_explore_index(store, run_id)
     with store.transaction() as con:
         return con.execute(
             "SELECT rs.sample_id, rs.map_x, rs.map_y, r.label, r.split, r.issue_count "

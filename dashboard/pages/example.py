@@ -79,12 +79,12 @@ def _decision_panel(view: context.View, sample: dict, scores: pd.DataFrame) -> N
     with st.container(border=True):
         st.subheader("Decide")
         note = st.text_input("Note (optional)", key="decision_note")
-        cols = st.columns(3)
-        if cols[0].button("Remove", key="decide_remove", type="primary", shortcut="Delete"):
+        buttons = st.container(horizontal=True)  # sized to the labels: none is ever cut
+        if buttons.button("Remove", key="decide_remove", type="primary", shortcut="Delete"):
             _decide(view, sample["sample_id"], "remove", None, note)
-        if cols[1].button("Keep", key="decide_keep"):
+        if buttons.button("Keep", key="decide_keep"):
             _decide(view, sample["sample_id"], "keep", None, note)
-        if cols[2].button("Undo last", key="decide_undo"):
+        if buttons.button("Undo last", key="decide_undo"):
             _decide(view, sample["sample_id"], "undo", None, note)
         index = others.index(suggested) if suggested in others else 0
         new_label = st.selectbox("Relabel to", others, index=index if others else None,

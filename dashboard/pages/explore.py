@@ -1,7 +1,10 @@
 """Explore: filter, sort and page through the chosen run's samples; pick several and decide.
 
-Filters keep their values for the session. Every decision button appends to the flags log
-at once (one click = one row), so a reload or a second tab never loses or repeats one.
+It opens on what the run measured about itself (the embedder, the probe's accuracy, the
+estimated number of label errors, and what to do when that signal is weak), then the samples
+sorted by ``overall`` (when the run has it), worst first. Filters keep their values for the
+session. Every decision button appends to the flags log at once (one click = one row), so a
+reload or a second tab never loses or repeats one.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ import math
 
 import streamlit as st
 
-from audit.store.explore import DECISION_STATES, SORT_SPECIAL, ExploreFilters
+from audit.run_trust import stronger_signal_commands
+from audit.store.explore import DECISION_STATES, SORT_SPECIAL, ExploreFilters, default_sort
 from audit.store.flags import Decision, record_decisions
 from audit.store.run_compare import RunChange
 from dashboard import context, data
 from dashboard.errors import reported
 from dashboard.run_to_run import CHANGE_KEY
-from dashboard.widgets import flag_line, label_lines, plain, sample_image
+from dashboard.widgets import (decision_badge, file_line, flag_line, label_lines, plain,
+                               reason_line, sample_image)
 
 PAGE_SIZE = 48
 COLUMNS = 6
@@ -29,6 +34,7 @@ SORT_LABELS = dict(zip(SORT_SPECIAL, ("worst score (any detector)", "number of f
 def main() -> None:
     view = context.require_run()
     st.title("Explore")
+    _trust_banner(view)
     detectors = data.run_detectors(view.store, view.run_id)
     filters = _filters(view, detectors)
     _reset_page_when(filters)
@@ -40,23 +46,37 @@ def main() -> None:
     _pager(result.total)
 
 
+def _trust_banner(view: context.View) -> None:
+    """What the run measured about itself, and what to do when its signal is weak. Every line
+    may hold dataset strings (a model path, the dataset's name): shown escaped or as code."""
+    trust = data.trust(view.store, view.run_id)
+    if trust.facts:
+        st.info("\n\n".join(plain(fact) for fact in trust.facts), icon=":material/fact_check:")
+    if trust.weak:
+        st.warning(plain(trust.advice), icon=":material/warning:")
+        name = data.dataset_name(view.store, view.key, view.dataset_id)
+        st.code("\n".join(stronger_signal_commands(name)), language="bash")
+
+
 def _filters(view: context.View, detectors: list[str]) -> ExploreFilters:
     classes, splits = data.classes_and_splits(view.store, view.key, view.dataset_id)
     change = _run_change()
-    top = st.columns([2, 1, 2, 2, 1])
-    detector = top[0].selectbox("Detector", [None, *detectors], key="f_detector",
-                                format_func=lambda d: "any detector" if d is None else d,
-                                persist_state="session")
-    flagged = top[1].checkbox("Flagged only", value=True, key="f_flagged", persist_state="session",
-                              disabled=change is not None,
-                              help="Off while a run-to-run change is shown" if change else None)
-    max_score = top[2].slider("Score at most", 0.0, 1.0, 1.0, 0.01, key="f_max_score",
-                              persist_state="session")
-    sort_by = top[3].selectbox("Sort by", [*SORT_LABELS, *detectors], key="f_sort",
-                               format_func=lambda s: SORT_LABELS.get(s, f"{s} score"),
-                               persist_state="session")
-    worst_first = top[4].toggle("Worst first", value=True, key="f_worst_first",
-                                persist_state="session")
+    top = st.container(horizontal=True, vertical_alignment="center")  # never cuts a label
+    detector = top.selectbox("Detector", [None, *detectors], key="f_detector", width=220,
+                             format_func=lambda d: "any detector" if d is None else d,
+                             persist_state="session")
+    flagged = top.checkbox("Flagged only", value=True, key="f_flagged", persist_state="session",
+                           disabled=change is not None,
+                           help="Off while a run-to-run change is shown" if change else None)
+    max_score = top.slider("Score at most", 0.0, 1.0, 1.0, 0.01, key="f_max_score", width=220,
+                           persist_state="session")
+    sort_options = [*SORT_LABELS, *detectors]
+    sort_by = top.selectbox("Sort by", sort_options, key="f_sort", width=240,
+                            index=sort_options.index(default_sort(detectors)),
+                            format_func=lambda s: SORT_LABELS.get(s, f"{s} score"),
+                            persist_state="session")
+    worst_first = top.toggle("Worst first", value=True, key="f_worst_first",
+                             persist_state="session")
     middle = st.columns([2, 2, 1, 2])
     chosen_classes = middle[0].multiselect("Classes", classes, key="f_classes",
                                            persist_state="session")
@@ -140,18 +160,20 @@ def _set_picks(sample_ids, value: bool) -> None:
 def _bulk_bar(view: context.View, rows) -> None:
     picked = _picked(rows)
     classes, _ = data.classes_and_splits(view.store, view.key, view.dataset_id)
-    with st.container(border=True):
-        cols = st.columns([1, 1, 1, 2, 2, 2])
-        cols[0].button("Select page", key="pick_all", on_click=_set_picks,
-                       args=(list(rows["sample_id"]), True))
-        cols[1].button("Clear", key="pick_none", on_click=_set_picks,
-                       args=(list(rows["sample_id"]), False))
-        action = cols[2].selectbox("Action", ["remove", "keep", "relabel"], key="bulk_action")
-        new_label = cols[3].selectbox("Relabel to", classes, key="bulk_label",
-                                      disabled=action != "relabel")
-        note = cols[4].text_input("Note (optional)", key="bulk_note")
-        if cols[5].button(f"Apply to {len(picked)} selected", key="bulk_apply", type="primary",
-                          disabled=not picked):
+    # A wrapping row sized to its content, so no label is ever cut (columns of fixed shares
+    # cut "Select page" and "remove" on narrower windows).
+    with st.container(border=True, horizontal=True, vertical_alignment="bottom"):
+        st.button("Select page", key="pick_all", on_click=_set_picks,
+                  args=(list(rows["sample_id"]), True))
+        st.button("Clear", key="pick_none", on_click=_set_picks,
+                  args=(list(rows["sample_id"]), False))
+        action = st.selectbox("Action", ["remove", "keep", "relabel"], key="bulk_action",
+                              width=130)
+        new_label = st.selectbox("Relabel to", classes, key="bulk_label", width=200,
+                                 disabled=action != "relabel")
+        note = st.text_input("Note (optional)", key="bulk_note", width=220)
+        if st.button(f"Apply to {len(picked)} selected", key="bulk_apply", type="primary",
+                     disabled=not picked):
             _apply_bulk(view, picked, action, new_label, note)
 
 
@@ -178,11 +200,16 @@ def _grid(view: context.View, rows, detectors: list[str]) -> None:
 
 
 def _card(view: context.View, root: str, detectors: list[str], row) -> None:
-    sample_image(view.settings, root, row)
+    """Image (greyed once decided), split and file name, labels, decision badge, the flagging
+    detectors with their scores and the worst one's reason in words."""
+    sample_image(view.settings, root, row, faded=isinstance(row.decision, str))
     st.checkbox("select", key=PICK_PREFIX + row.sample_id)
+    file_line(row)
+    decision_badge(row)
     label_lines(row)
     scores = {name: s for name, s in zip(detectors, row.scores) if s is not None}
     flag_line(list(row.flagged_by), scores)
+    reason_line(row)
     if st.button("Details", key="open|" + row.sample_id, help=plain(row.sample_id)):
         st.session_state["example_sample"] = row.sample_id
         st.switch_page("pages/example.py", query_params={"sample": row.sample_id})

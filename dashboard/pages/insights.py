@@ -133,7 +133,7 @@ def _picked_ids(event) -> list[str]:
 def open_in_explore(sample_ids: list[str]) -> None:
     """Hand a set of samples to Explore (shown there until cleared) and go there."""
     st.session_state["map_selection"] = list(sample_ids)
-    st.switch_page("pages/explore.py")
+    context.switch_page("pages/explore.py")
 
 
 main()

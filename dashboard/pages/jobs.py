@@ -23,8 +23,8 @@ ACTIVE = ("queued", "running")
 def main() -> None:
     view = context.view()
     st.title("Jobs")
-    _queue(view)
     jobs = list_jobs(view.store, limit=100, settings=view.settings)
+    _queue(view, _states(jobs))
     if jobs.empty:
         st.info("No jobs yet: start an audit on the Datasets page.")
         return
@@ -35,13 +35,22 @@ def main() -> None:
 
 
 @st.fragment(run_every=REFRESH)
-def _queue(view: context.View) -> None:
-    """The table refreshes itself every few seconds while the rest of the page stays put."""
+def _queue(view: context.View, shown: tuple) -> None:
+    """The table refreshes itself every few seconds while the rest of the page stays put. When
+    a job is queued or changes state, the whole app reruns instead: the job picker, the actions
+    and the sidebar's runs were drawn from the jobs ``shown``."""
     jobs = list_jobs(view.store, limit=100, settings=view.settings)
+    if _states(jobs) != shown:
+        st.rerun()
     st.dataframe(jobs, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                     format="percent"),
     })
+
+
+def _states(jobs) -> tuple:
+    """Each listed job's id and status: what the page outside the table was drawn from."""
+    return tuple(zip(jobs["id"].tolist(), jobs["status"].tolist()))
 
 
 @st.fragment(run_every=REFRESH)

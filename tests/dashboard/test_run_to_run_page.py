@@ -242,9 +242,9 @@ def _click_until(target, appears, tries: int = 6) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(tries):
-        target.click(timeout=30_000)
+        target.click(timeout=120_000)     # generous: on a busy machine a rerun can take long
         try:
-            appears.wait_for(state="visible", timeout=20_000)
+            appears.wait_for(state="visible", timeout=60_000)
             return
         except PlaywrightTimeout:
             continue
