@@ -210,7 +210,7 @@ def _add_run(commands) -> None:
 
 
 def _run(args, settings: Settings) -> int:
-    from audit.plan import AuditConfig
+    from audit.config import AuditConfig
     from audit.store.datasets import get_dataset
 
     store = Store.from_settings(settings)
@@ -578,7 +578,7 @@ def _add_demo(commands) -> None:
 
 def _demo(args, settings: Settings) -> int:
     from audit.demo import ensure_demo_dataset
-    from audit.plan import AuditConfig
+    from audit.config import AuditConfig
 
     if not args.no_serve:
         check_host(settings.host, args.allow_remote)

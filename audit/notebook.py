@@ -58,7 +58,7 @@ def audit_dataframe(frame: pd.DataFrame, path_column: str = "path", label_column
                     **options) -> "AuditResult":
     """Audit the images a DataFrame lists. Paths are relative to ``root`` (default: the working
     directory) or absolute; ``options`` are the audit's (``detectors=[...]``, ``embedder=``,
-    ``folds=``, ...: ``audit.plan.AuditConfig``). With ``wait`` (default) it returns once the
+    ``folds=``, ...: ``audit.config.AuditConfig``). With ``wait`` (default) it returns once the
     audit finished; otherwise ``result.wait()`` follows it."""
     settings = _settings(data_home)
     listing, base = _frame_listing(frame, {"path": path_column, "label": label_column,

@@ -16,7 +16,6 @@ raises ``Cancelled``. Only the very end marks the run ``succeeded``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.metadata
 import json
 import time
@@ -28,11 +27,10 @@ import numpy as np
 import pandas as pd
 
 import audit
-from audit.classes import check_order_names, class_order
+from audit.config import AuditConfig, registry
 from audit.corrections import Corrections, reviewed_corrections
-from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import Cancelled, ConfigError, InputError
-from audit.images import sample_file
+from audit.sample_table import SampleTable
 from audit.settings import Settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
@@ -41,120 +39,12 @@ from audit.store import runs as run_store
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 Log = Callable[[str], None]
-DEVICES = ("auto", "cuda", "cpu")
 VERSIONED_PACKAGES = ("numpy", "torch", "open_clip_torch", "cleanlab", "faiss-cpu",
                       "scikit-learn", "pandas", "duckdb")
 EMBEDDING_NEEDS = frozenset({"embeddings", "knn", "clip"})   # detector needs met by embedding
 # Stage -> (start, end) share of the progress bar.
 PROGRESS_SPAN = {"load": (0.0, 0.02), "embed": (0.02, 0.5), "probe": (0.5, 0.6),
                  "knn": (0.6, 0.65), "detectors": (0.65, 0.97), "write": (0.97, 1.0)}
-
-
-def registry() -> dict:
-    """Every registered detector (importing ``audit.detectors`` registers them)."""
-    import audit.detectors  # noqa: F401
-    from audit.detectors.base import REGISTRY
-
-    return REGISTRY
-
-
-@dataclasses.dataclass
-class AuditConfig:
-    """What one audit run does; ``from_dict`` fills the gaps from Settings and validates."""
-
-    detectors: list[str]
-    embedder: str
-    clip_model: str
-    clip_pretrained: str
-    device: str
-    k: int
-    folds: int
-    seed: int
-    seeds: int = 3
-    probe: str = "mlp"
-    batch_size: int = 256
-    loader_workers: int = 2
-    params: dict = dataclasses.field(default_factory=dict)
-    embeddings_file: str | None = None
-    pred_probs_file: str | None = None
-    class_order: list[str] | None = None    # pred_probs column order; None: audit.classes
-    use_decisions: bool = False             # start from the reviewed state (audit.corrections)
-
-    @classmethod
-    def from_dict(cls, overrides: dict, settings: Settings) -> "AuditConfig":
-        overrides = dict(overrides or {})
-        _reject_unknown_keys(overrides)
-        values = {**_settings_defaults(settings), **overrides}
-        config = cls(**values)
-        config.validate()
-        return config
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def validate(self) -> None:
-        _check_choice("embedder", self.embedder, EMBEDDER_CHOICES)
-        _check_choice("device", self.device, DEVICES)
-        from audit.probe import PROBES
-
-        _check_choice("probe", self.probe, PROBES)
-        _check_detectors(self.detectors)
-        _check_params(self.params)
-        for name, low in (("k", 1), ("folds", 2), ("seeds", 1), ("batch_size", 1),
-                          ("loader_workers", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name}={value!r} is not allowed; give an integer >= {low}")
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"seed={self.seed!r} is not an integer; give one")
-        if not isinstance(self.use_decisions, bool):
-            raise ConfigError(f"use_decisions={self.use_decisions!r} is not allowed; give true "
-                              "or false")
-        if self.class_order is not None:
-            check_order_names(self.class_order)
-
-
-def _settings_defaults(settings: Settings) -> dict:
-    return {"detectors": sorted(registry()), "embedder": settings.embedder,
-            "clip_model": settings.clip_model, "clip_pretrained": settings.clip_pretrained,
-            "device": settings.device, "k": settings.knn_k, "folds": settings.folds,
-            "seed": settings.seed, "batch_size": settings.batch_size,
-            "loader_workers": settings.loader_workers}
-
-
-def _reject_unknown_keys(overrides: dict) -> None:
-    known = {f.name for f in dataclasses.fields(AuditConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"unknown audit option(s) {unknown}; valid: {', '.join(sorted(known))}")
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-
-
-def _check_detectors(names: object) -> None:
-    known = registry()
-    if not isinstance(names, list) or not names:
-        raise ConfigError("detectors must be a non-empty list; choose from "
-                          f"{', '.join(sorted(known))}")
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"unknown detector(s) {unknown}; choose from {', '.join(sorted(known))}")
-
-
-def _check_params(params: object) -> None:
-    known = registry()
-    if not isinstance(params, dict):
-        raise ConfigError("params must map a detector name to its parameter overrides")
-    for name, overrides in params.items():
-        _check_detectors([name])
-        valid = set(known[name].params)
-        unknown = sorted(set(overrides or {}) - valid)
-        if unknown:
-            raise ConfigError(f"detector {name!r} has no parameter(s) {unknown}; "
-                              f"valid: {', '.join(sorted(valid)) or 'none'}")
 
 
 def run_audit(store: Store, settings: Settings, dataset_id: int, config: "AuditConfig | dict",
@@ -499,87 +389,6 @@ class AuditRun:
                              timings=self.timings, skipped=self.skipped, notes=self.notes,
                              summary=self.summary, error=error)
         self.log(f"run {self.run_id} {status}" + (f": {error}" if error else ""))
-
-
-@dataclasses.dataclass
-class SampleTable:
-    """The usable samples of a dataset (decoded at ingestion), in source order."""
-
-    frame: pd.DataFrame
-    root: Path
-    class_names: list[str]
-    total: int
-    kept_rows: np.ndarray | None = None
-    follow_links: bool = False
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, root: Path, name: str,
-                   explicit_order: list[str] | None = None,
-                   follow_links: bool = False) -> "SampleTable":
-        class_names = class_order(frame["label"], explicit_order)
-        usable = frame[frame["load_error"].isna()].reset_index(drop=True)
-        if usable.empty:
-            raise InputError(f"dataset {name!r}: none of its {len(frame)} images could be read "
-                             "(see each sample's load error); fix the files and ingest again")
-        return cls(usable, root.resolve(), class_names, len(frame), follow_links=follow_links)
-
-    @property
-    def n(self) -> int:
-        return len(self.frame)
-
-    @property
-    def unreadable(self) -> int:
-        return self.total - self.n
-
-    @property
-    def row_index(self) -> np.ndarray:
-        return self.frame["row_index"].to_numpy(dtype=np.int64)
-
-    @property
-    def labels(self) -> np.ndarray:
-        lookup = {name: i for i, name in enumerate(self.class_names)}
-        return self.frame["label"].astype(str).map(lookup).to_numpy(dtype=np.int64)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return self.frame["sample_id"].astype(str).tolist()
-
-    @property
-    def sha256(self) -> list[str]:
-        return self.frame["sha256"].astype(str).tolist()
-
-    @property
-    def paths(self) -> list[Path]:
-        return [sample_file(self.root, p, self.follow_links) for p in self.frame["path"]]
-
-    def without(self, rows: list[int]) -> "SampleTable":
-        kept = np.setdiff1d(np.arange(self.n), rows)
-        return dataclasses.replace(self, frame=self.frame.iloc[kept], kept_rows=kept)
-
-    def reindexed(self) -> "SampleTable":
-        return dataclasses.replace(self, frame=self.frame.reset_index(drop=True), kept_rows=None)
-
-    def detector_inputs(self, settings: Settings, embeddings, pred_probs, knn, clip, seed: int,
-                        device: str, corrections: Corrections):
-        from audit.detectors.base import DetectorInputs
-        from audit.images import load_rgb
-
-        root, relative = self.root, self.frame["path"].tolist()
-        max_pixels = settings.max_image_pixels
-        captions = self.frame["caption"]
-        return DetectorInputs(
-            sample_ids=self.sample_ids, labels=self.labels,
-            class_names=self.class_names, splits=self.frame["split"].astype(str).to_numpy(),
-            sha256=self.sha256, widths=self.frame["width"].to_numpy(dtype=np.int64),
-            heights=self.frame["height"].to_numpy(dtype=np.int64),
-            captions=None if captions.isna().all() else [None if pd.isna(c) else str(c)
-                                                          for c in captions],
-            embeddings=embeddings, pred_probs=pred_probs, knn=knn,
-            load_image=lambda row: load_rgb(sample_file(root, relative[row], self.follow_links),
-                                            max_pixels),
-            clip=clip, seed=seed, device=device,
-            trainable=corrections.trainable(self.sample_ids),
-            trusted=corrections.is_trusted(self.sample_ids))
 
 
 def without_trusted_issues(frame: pd.DataFrame, trusted: np.ndarray | None) -> pd.DataFrame:

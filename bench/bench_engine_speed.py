@@ -81,7 +81,8 @@ def precision_recall(flags: np.ndarray, truth: np.ndarray) -> tuple[float, float
 # --- children ------------------------------------------------------------------------------
 
 def sieve_child(workdir: Path, save_pred_probs: bool) -> dict:
-    from audit.plan import registry, run_audit
+    from audit.config import registry
+    from audit.plan import run_audit
     from audit.probe import cross_fit_probe
     from audit.settings import load_settings
     from audit.store import Store, runs

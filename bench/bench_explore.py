@@ -34,9 +34,10 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from audit.store import Store  # noqa: E402
-from audit.store import explore as queries  # noqa: E402
+from audit.store import explore, insights  # noqa: E402
 from audit.store.explore import ExploreFilters  # noqa: E402
 from audit.store.flags import Decision, record_decisions  # noqa: E402
+from bench.synthetic_runs import load_synthetic_run  # noqa: E402
 
 DETECTORS = ["image_quality", "knn_label", "label_issue", "near_duplicate", "outlier",
              "overall", "training_dynamics", "vl_consistency"]
@@ -102,11 +103,11 @@ def _build(store: Store, samples: int, figures: dict) -> tuple[int, int]:
     root = store.path.parent
     _class_pictures(root / "images")
     (dataset_id, run_id), figures["load_ms"] = _timed(
-        queries.load_synthetic_run, store, samples, DETECTORS, 0, CLASSES, str(root))
+        load_synthetic_run, store, samples, DETECTORS, 0, CLASSES, str(root))
     step = max(1, samples // DECISIONS)
     decisions = [Decision(f"s{i:07d}", "remove") for i in range(0, samples, step)][:DECISIONS]
     record_decisions(store, dataset_id, decisions)
-    _, figures["index_build_ms"] = _timed(queries.ensure_explore_index, store, run_id)
+    _, figures["index_build_ms"] = _timed(explore.ensure_explore_index, store, run_id)
     return dataset_id, run_id
 
 
@@ -126,7 +127,7 @@ def _explore(store: Store, dataset_id: int, run_id: int, repeats: int) -> dict:
         times = []
         for repeat in range(repeats):
             page = PAGES[repeat % len(PAGES)]
-            _, ms = _timed(queries.explore_page, store, dataset_id, run_id, filters, page, 48)
+            _, ms = _timed(explore.explore_page, store, dataset_id, run_id, filters, page, 48)
             times.append(ms)
         per_case[name] = {"p50_ms": _percentile(times, 50), "p95_ms": _percentile(times, 95)}
         every += times
@@ -136,12 +137,12 @@ def _explore(store: Store, dataset_id: int, run_id: int, repeats: int) -> dict:
 
 def _insights(store: Store, dataset_id: int, run_id: int) -> dict:
     calls = {
-        "detector_summary": lambda: queries.detector_summary(store, run_id),
-        "score_histograms": lambda: queries.score_histograms(store, run_id, 20),
-        "issues_by_class_and_split": lambda: queries.issues_by_class_and_split(store, run_id),
-        "label_matrix": lambda: queries.label_matrix(store, run_id),
-        "map_points (20k)": lambda: queries.map_points(store, run_id, 20_000),
-        "run_issue_counts": lambda: queries.run_issue_counts(store, dataset_id),
+        "detector_summary": lambda: insights.detector_summary(store, run_id),
+        "score_histograms": lambda: insights.score_histograms(store, run_id, 20),
+        "issues_by_class_and_split": lambda: insights.issues_by_class_and_split(store, run_id),
+        "label_matrix": lambda: insights.label_matrix(store, run_id),
+        "map_points (20k)": lambda: insights.map_points(store, run_id, 20_000),
+        "run_issue_counts": lambda: insights.run_issue_counts(store, dataset_id),
     }
     figures = {name: statistics.median(_timed(call)[1] for _ in range(3))
                for name, call in calls.items()}

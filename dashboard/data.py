@@ -14,7 +14,7 @@ from audit.export import ExportPreview, ExportRules, preview_export
 from audit.run_trust import RunTrust, run_trust
 from audit.settings import Settings, load_settings
 from audit.store import Store
-from audit.store import explore as queries
+from audit.store import explore, insights, lookups
 from audit.store import run_compare
 from audit.store import runs as run_store
 from audit.store.flags import decision_log
@@ -33,17 +33,17 @@ def current_store(settings: Settings) -> Store:
 
 def version(store: Store) -> Version:
     """Read on every rerun (one tiny query): the cache key of everything below."""
-    return queries.store_version(store)
+    return lookups.store_version(store)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def overview(store: Store, key: Version) -> pd.DataFrame:
-    return queries.dataset_overview(store)
+    return lookups.dataset_overview(store)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def runs(store: Store, key: Version, dataset_id: int) -> pd.DataFrame:
-    return queries.finished_runs(store, dataset_id)
+    return lookups.finished_runs(store, dataset_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -59,45 +59,45 @@ def dataset_name(store: Store, key: Version, dataset_id: int) -> str:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def classes_and_splits(store: Store, key: Version, dataset_id: int) -> tuple[list[str], list[str]]:
-    return queries.dataset_labels(store, dataset_id)
+    return lookups.dataset_labels(store, dataset_id)
 
 
 @st.cache_data(max_entries=16, show_spinner="Indexing the run for Explore ...")
 def run_detectors(store: Store, run_id: int) -> list[str]:
-    return queries.ensure_explore_index(store, run_id)
+    return explore.ensure_explore_index(store, run_id)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def explore_page(store: Store, key: Version, dataset_id: int, run_id: int,
-                 filters: queries.ExploreFilters, page: int,
-                 page_size: int) -> queries.ExplorePage:
-    return queries.explore_page(store, dataset_id, run_id, filters, page, page_size)
+                 filters: explore.ExploreFilters, page: int,
+                 page_size: int) -> explore.ExplorePage:
+    return explore.explore_page(store, dataset_id, run_id, filters, page, page_size)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def dataset_root(store: Store, dataset_id: int) -> str:
-    return queries.dataset_root(store, dataset_id)
+    return lookups.dataset_root(store, dataset_id)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def sample_detail(store: Store, key: Version, dataset_id: int, sample_id: str) -> dict:
-    return queries.sample_detail(store, dataset_id, sample_id)
+    return lookups.sample_detail(store, dataset_id, sample_id)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
-    return queries.sample_scores(store, run_id, sample_id)
+    return lookups.sample_scores(store, run_id, sample_id)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
-    return queries.sample_run_facts(store, run_id, sample_id)
+    return lookups.sample_run_facts(store, run_id, sample_id)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def samples_by_ids(store: Store, key: Version, dataset_id: int,
                    sample_ids: tuple[str, ...]) -> pd.DataFrame:
-    return queries.samples_by_ids(store, dataset_id, list(sample_ids))
+    return lookups.samples_by_ids(store, dataset_id, list(sample_ids))
 
 
 def history(store: Store, dataset_id: int, sample_id: str) -> pd.DataFrame:
@@ -107,32 +107,32 @@ def history(store: Store, dataset_id: int, sample_id: str) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def detector_summary(store: Store, run_id: int) -> pd.DataFrame:
-    return queries.detector_summary(store, run_id)
+    return insights.detector_summary(store, run_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def score_histograms(store: Store, run_id: int, bins: int) -> pd.DataFrame:
-    return queries.score_histograms(store, run_id, bins)
+    return insights.score_histograms(store, run_id, bins)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def issues_by_class_and_split(store: Store, run_id: int) -> pd.DataFrame:
-    return queries.issues_by_class_and_split(store, run_id)
+    return insights.issues_by_class_and_split(store, run_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def label_matrix(store: Store, run_id: int) -> pd.DataFrame:
-    return queries.label_matrix(store, run_id)
+    return insights.label_matrix(store, run_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def map_points(store: Store, run_id: int, limit: int) -> pd.DataFrame:
-    return queries.map_points(store, run_id, limit)
+    return insights.map_points(store, run_id, limit)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def run_issue_counts(store: Store, key: Version, dataset_id: int) -> pd.DataFrame:
-    return queries.run_issue_counts(store, dataset_id)
+    return insights.run_issue_counts(store, dataset_id)
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing the runs ...")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from audit.config import AuditConfig
 from audit.errors import ConfigError
 from audit.settings import Settings, load_settings
 from audit.store import Store
@@ -30,8 +31,6 @@ AUDIT_KIND = "audit"
 
 def enqueue_audit(store: Store, settings: Settings, dataset_id: int, config: dict) -> int:
     """Validate the config, queue an audit of the dataset, make sure a worker runs; job id."""
-    from audit.plan import AuditConfig  # the plan pulls in the model stack: load it on demand
-
     get_dataset(store, dataset_id)
     checked = AuditConfig.from_dict(config, settings).to_dict()
     recover_dead_jobs(store, settings)

@@ -61,7 +61,7 @@ def _models_loaded_by(script: str, data_home: Path) -> list[str]:
 def test_registry_validation_and_queueing_an_audit_load_no_model_library(dataset_home) -> None:
     script = (
         "from audit.detectors import REGISTRY\n"
-        "from audit.plan import AuditConfig\n"
+        "from audit.config import AuditConfig\n"
         "from audit.settings import load_settings\n"
         "from audit.cli import main\n"
         "assert 'vl_consistency' in REGISTRY\n"

@@ -14,9 +14,10 @@ import pytest
 from audit.classes import class_order, parse_class_order
 from audit.datasets import ingest
 from audit.errors import ConfigError, InputError
-from audit.plan import AuditConfig, run_audit
+from audit.config import AuditConfig
+from audit.plan import run_audit
 from audit.store import runs
-from audit.store.explore import dataset_labels
+from audit.store.lookups import dataset_labels
 from tests.audit.numeric_dataset import (CLASSES, N_SAMPLES, PLANTED, believed_with_planted,
                                          confident_probs, numeric_labels, write_numeric_dataset)
 from tests.conftest import PROJECT_ROOT

@@ -14,7 +14,8 @@ from audit.datasets import ingest
 from audit.embedders import auto_choice
 from audit.detectors.base import REGISTRY, Detector, result_frame
 from audit.errors import Cancelled, ConfigError, InputError
-from audit.plan import AuditConfig, detector_order, run_audit
+from audit.config import AuditConfig
+from audit.plan import detector_order, run_audit
 from audit.store import runs
 from audit.supplied import load_embeddings, load_pred_probs
 from tests.audit.manifests import write_manifest

@@ -1,4 +1,5 @@
-"""The dashboard's read queries (audit.store.explore) against the scored demo store."""
+"""The dashboard's read queries (audit.store.explore, .insights, .lookups) against the scored
+demo store."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ import random
 import pytest
 
 from audit.errors import NotFoundError
-from audit.store import explore as queries
+from audit.store import explore, insights, lookups
 from audit.store import runs as run_store
 from audit.store.flags import Decision, current_decisions, record_decisions
 
 
 def _page(home, **filters):
-    return queries.explore_page(home["store"], home["dataset_id"], home["run_id"],
-                                queries.ExploreFilters(**filters))
+    return explore.explore_page(home["store"], home["dataset_id"], home["run_id"],
+                                explore.ExploreFilters(**filters))
 
 
 def test_index_is_built_once_with_every_detector(app_home):
     store, run_id = app_home["store"], app_home["run_id"]
-    first = queries.ensure_explore_index(store, run_id)
-    again = queries.ensure_explore_index(store, run_id)
+    first = explore.ensure_explore_index(store, run_id)
+    again = explore.ensure_explore_index(store, run_id)
     assert first == again == sorted(first) and len(first) == 8
     with store.transaction() as con:
         rows = con.execute("SELECT count(*) FROM explore_rows WHERE run_id = ?",
@@ -63,10 +64,10 @@ def test_class_split_search_and_threshold_filters(app_home):
 
 
 def test_paging_and_sort_direction(app_home):
-    first = queries.explore_page(app_home["store"], app_home["dataset_id"], app_home["run_id"],
-                                 queries.ExploreFilters(sort_by="order"), page=0, page_size=10)
-    second = queries.explore_page(app_home["store"], app_home["dataset_id"], app_home["run_id"],
-                                  queries.ExploreFilters(sort_by="order"), page=1, page_size=10)
+    first = explore.explore_page(app_home["store"], app_home["dataset_id"], app_home["run_id"],
+                                 explore.ExploreFilters(sort_by="order"), page=0, page_size=10)
+    second = explore.explore_page(app_home["store"], app_home["dataset_id"], app_home["run_id"],
+                                  explore.ExploreFilters(sort_by="order"), page=1, page_size=10)
     assert len(first.rows) == len(second.rows) == 10
     assert not set(first.rows["sample_id"]) & set(second.rows["sample_id"])
     best = _page(app_home, sort_by="worst", worst_first=False).rows["worst_score"]
@@ -97,7 +98,7 @@ def test_standing_decisions_sql_agrees_with_current_decisions(app_home):
                                                       "one" if action == "relabel" else None)])
     expected = current_decisions(store, dataset_id).set_index("sample_id")
     with store.transaction() as con:
-        got = con.execute(queries.STANDING_DECISIONS,
+        got = con.execute(explore.STANDING_DECISIONS,
                           {"dataset_id": dataset_id, "sample_ids": None}).df()
     got = got.set_index("sample_id").sort_index()
     assert list(got.index) == sorted(expected.index)
@@ -106,19 +107,19 @@ def test_standing_decisions_sql_agrees_with_current_decisions(app_home):
 
 def test_insights_numbers_match_the_planted_truth(app_home):
     store, run_id, truth = app_home["store"], app_home["run_id"], app_home["truth"]
-    queries.ensure_explore_index(store, run_id)
-    summary = queries.detector_summary(store, run_id).set_index("detector")
+    explore.ensure_explore_index(store, run_id)
+    summary = insights.detector_summary(store, run_id).set_index("detector")
     assert summary.loc["label_issue", "issues"] == len(truth["label_flip"])
     assert summary.loc["overall", "issues"] == 0
     assert summary.loc["label_issue", "threshold"] < 0.1
-    histograms = queries.score_histograms(store, run_id, 10)
+    histograms = insights.score_histograms(store, run_id, 10)
     assert histograms.groupby("detector")["count"].sum().eq(summary["scored"]).all()
-    matrix = queries.label_matrix(store, run_id)
+    matrix = insights.label_matrix(store, run_id)
     disagreeing = matrix.loc[matrix["given"] != matrix["predicted"], "count"].sum()
     assert disagreeing == len(truth["label_flip"])
-    points = queries.map_points(store, run_id, limit=50)
+    points = insights.map_points(store, run_id, limit=50)
     assert len(points) == 50 and (points["issue_count"].head(20) > 0).all()
-    by_group = queries.issues_by_class_and_split(store, run_id)
+    by_group = insights.issues_by_class_and_split(store, run_id)
     assert by_group.loc[by_group["detector"] == "outlier", "issues"].sum() == len(truth["outlier"])
 
 
@@ -132,7 +133,7 @@ def test_issue_counts_of_every_succeeded_run(app_home):
     run_store.write_scores(store, second, flags)
     run_store.finish_run(store, second, "succeeded")
     run_store.create_run(store, dataset_id, {})  # running: not counted
-    counts = queries.run_issue_counts(store, dataset_id).set_index(["run_id", "detector"])
+    counts = insights.run_issue_counts(store, dataset_id).set_index(["run_id", "detector"])
     outliers = len(app_home["truth"]["outlier"])
     newly = int((~scores.loc[flags.index[:3], "is_issue"]).sum())
     assert counts.loc[(run_id, "outlier"), "issues"] == outliers
@@ -143,25 +144,25 @@ def test_issue_counts_of_every_succeeded_run(app_home):
 def test_only_succeeded_runs_are_indexed(app_home):
     running = run_store.create_run(app_home["store"], app_home["dataset_id"], {})
     with pytest.raises(NotFoundError, match="running"):
-        queries.ensure_explore_index(app_home["store"], running)
+        explore.ensure_explore_index(app_home["store"], running)
 
 
 def test_sample_detail_and_neighbours_in_asked_order(app_home):
     store, dataset_id = app_home["store"], app_home["dataset_id"]
-    detail = queries.sample_detail(store, dataset_id, "d0012")
+    detail = lookups.sample_detail(store, dataset_id, "d0012")
     assert detail["label"] == app_home["truth"]["label_flip"]["d0012"]["given_label"]
     assert detail["root"].endswith("demo")
-    ordered = queries.samples_by_ids(store, dataset_id, ["d0005", "d0001", "nope", "d0003"])
+    ordered = lookups.samples_by_ids(store, dataset_id, ["d0005", "d0001", "nope", "d0003"])
     assert list(ordered["sample_id"]) == ["d0005", "d0001", "d0003"]
-    scores = queries.sample_scores(store, app_home["run_id"], "d0012")
+    scores = lookups.sample_scores(store, app_home["run_id"], "d0012")
     assert scores.iloc[0]["detector"] in ("label_issue", "knn_label")
     assert scores.set_index("detector").loc["label_issue", "details"]["suggested_label"]
     with pytest.raises(NotFoundError, match="no sample"):
-        queries.sample_detail(store, dataset_id, "missing")
+        lookups.sample_detail(store, dataset_id, "missing")
 
 
 def test_overview_counts_flagged_samples_of_the_last_run(app_home):
-    overview = queries.dataset_overview(app_home["store"]).iloc[0]
+    overview = lookups.dataset_overview(app_home["store"]).iloc[0]
     truth = app_home["truth"]
     assert overview["unreadable"] == len(truth["unreadable"])
     assert overview["last_run"] == app_home["run_id"]

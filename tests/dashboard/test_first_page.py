@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.store import explore as queries
+from audit.store import explore
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from audit.store.flags import Decision, record_decisions
@@ -84,11 +84,11 @@ def _warnings(at: AppTest) -> str:
 def test_explore_opens_sorted_by_overall_worst_first(app_home):
     at = _open(app_home)
     assert at.selectbox(key="f_sort").value == "overall"
-    expected = queries.explore_page(
+    expected = explore.explore_page(
         app_home["store"], app_home["dataset_id"], app_home["run_id"],
-        queries.ExploreFilters(flagged_only=True, sort_by="overall"), page_size=48).rows
+        explore.ExploreFilters(flagged_only=True, sort_by="overall"), page_size=48).rows
     assert _picks(at) == expected["sample_id"].tolist()
-    position = queries.ensure_explore_index(app_home["store"], app_home["run_id"]).index("overall")
+    position = explore.ensure_explore_index(app_home["store"], app_home["run_id"]).index("overall")
     overall = [scores[position] for scores in expected["scores"]]
     assert overall == sorted(overall)
 
@@ -110,13 +110,13 @@ def test_tied_scores_are_broken_by_the_mean_score_then_dataset_order(app_home):
                             "is_issue": False, "details": "{}"})
               for name, score in (("overall", tied), ("label_issue", doubt))]
     run_id = _add_run(app_home, pd.concat(frames, ignore_index=True))
-    page = queries.explore_page(app_home["store"], app_home["dataset_id"], run_id,
-                                queries.ExploreFilters(sort_by="overall"), page_size=20).rows
+    page = explore.explore_page(app_home["store"], app_home["dataset_id"], run_id,
+                                explore.ExploreFilters(sort_by="overall"), page_size=20).rows
     last_ten = usable["sample_id"].tolist()[-10:]
     assert page["sample_id"].tolist()[:10] == last_ten          # tied twice: row order
     assert page["sample_id"].tolist()[10:] == usable["sample_id"].tolist()[-20:-10][::-1]
-    best = queries.explore_page(app_home["store"], app_home["dataset_id"], run_id,
-                                queries.ExploreFilters(sort_by="overall", worst_first=False),
+    best = explore.explore_page(app_home["store"], app_home["dataset_id"], run_id,
+                                explore.ExploreFilters(sort_by="overall", worst_first=False),
                                 page_size=3).rows
     assert best["sample_id"].tolist() == usable["sample_id"].tolist()[:3]
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from audit.plan import AuditConfig
+from audit.config import AuditConfig
 from audit.store import jobs as job_store
 from audit.store.datasets import delete_dataset, samples_frame
 from audit.store.flags import decision_log
