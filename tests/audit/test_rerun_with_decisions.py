@@ -32,7 +32,9 @@ def dataset_id(store, settings, tmp_path) -> int:
 def audit(store, settings, dataset_id: int, use_decisions: bool) -> int:
     return run_audit(store, settings, dataset_id,
                      {"detectors": LABEL_CHECKS, "embedder": "pixels", "k": 5, "folds": 4,
-                      "loader_workers": 0, "use_decisions": use_decisions})
+                      "probe": "logistic", "seeds": 2, "loader_workers": 0,
+                      "params": {"training_dynamics": {"epochs": 4}},
+                      "use_decisions": use_decisions})
 
 
 def flagged(store, run_id: int, detector: str) -> set[str]:
