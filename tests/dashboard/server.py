@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
+
+
+def demo_copy_env(demo_store_template: dict, tmp_path: Path) -> tuple[Path, dict]:
+    """A data home holding a copy of the scored demo store, and the environment for a server
+    (or any child process) that uses it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(demo_store_template["db"], home / "audit.duckdb")
+    env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
+               PYTHONPATH=str(PROJECT_ROOT))
+    return home, env
 
 
 @contextlib.contextmanager

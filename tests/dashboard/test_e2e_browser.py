@@ -3,16 +3,14 @@ headless Chromium driven by Playwright, a decision made in the page, checked in 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 
 from audit.store import Store
 from audit.store.explore import ExploreFilters, default_sort, ensure_explore_index, explore_page
 from audit.store.flags import decision_log
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
 
@@ -25,11 +23,7 @@ pytestmark = [
 @pytest.fixture
 def served(demo_store_template, tmp_path):
     """The scored demo served by ``python -m audit serve`` in its own process group."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(demo_store_template["db"], home / "audit.duckdb")
-    env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
-               PYTHONPATH=str(PROJECT_ROOT))
+    home, env = demo_copy_env(demo_store_template, tmp_path)
     with serving(env, PROJECT_ROOT) as url:
         yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 

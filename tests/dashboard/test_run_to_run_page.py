@@ -4,9 +4,7 @@ button of the Jobs and Datasets pages."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 from PIL import Image
@@ -19,7 +17,7 @@ from audit.store import jobs as job_store
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from tests.dashboard.conftest import APP
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
 from tests.dashboard.test_escaping import SCRIPT, _assert_inert, hostile  # noqa: F401
 
 TIMEOUT = 60
@@ -206,11 +204,7 @@ def test_from_a_finished_rerun_to_its_changes_in_a_real_browser(demo_store_templ
     """The Jobs button lives in a self-refreshing fragment; the whole path in Chromium."""
     from playwright.sync_api import expect, sync_playwright
 
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(demo_store_template["db"], home / "audit.duckdb")
-    env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
-               PYTHONPATH=str(PROJECT_ROOT))
+    home, env = demo_copy_env(demo_store_template, tmp_path)
     store = Store.from_settings(load_settings(toml_path=tmp_path / "absent.toml",
                                               env={"AUDIT_DATA_HOME": str(home)}))
     demo = {**demo_store_template, "store": store}

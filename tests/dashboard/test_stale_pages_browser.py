@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 import pytest
 from PIL import Image
@@ -14,7 +13,7 @@ from PIL import Image
 from audit.datasets import ingest
 from audit.store import jobs as job_store
 from audit.store import runs as run_store
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
 
 NO_RUN_YET = "This dataset has no finished audit yet."
 MAIN_SCROLL = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
@@ -42,11 +41,7 @@ def unaudited(data_home, settings, store, tmp_path):
 @pytest.fixture
 def served_demo(demo_store_template, tmp_path):
     """The scored demo, served by ``python -m audit serve``."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(demo_store_template["db"], home / "audit.duckdb")
-    env = dict(os.environ, AUDIT_DATA_HOME=str(home), AUDIT_CONFIG=str(tmp_path / "absent.toml"),
-               PYTHONPATH=str(PROJECT_ROOT))
+    _, env = demo_copy_env(demo_store_template, tmp_path)
     with serving(env, PROJECT_ROOT) as url:
         yield url
 
