@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from audit.corrections import WHAT_DECISIONS_DO
 from audit.embedders import EMBEDDER_CHOICES
@@ -77,26 +78,40 @@ def _add_ingest(commands) -> None:
                      help="store it as the next version of the dataset NAME: it takes the name, "
                           "the old version is renamed NAME@vN, and the decisions of unchanged "
                           "files (same path, label and content) are carried over")
+    _add_background(cmd)
     cmd.set_defaults(handler=_ingest)
 
 
+def _add_background(cmd) -> None:
+    cmd.add_argument("--background", action="store_true",
+                     help="queue the job and return at once instead of following it (follow it "
+                          "with `jobs`)")
+
+
 def _ingest(args, settings: Settings) -> int:
-    from audit.datasets import ingest
-    from audit.hf_datasets import HFColumns
-    from audit.store.datasets import get_dataset, list_datasets
+    from jobs.queue import enqueue_ingest
 
     store = Store.from_settings(settings)
-    columns = HFColumns(args.image_column, args.label_column, args.caption_column)
-    dataset_id = ingest(store, args.source, settings, name=args.name,
-                        progress=_print_progress("ingest"), new_version=args.new_version,
-                        columns=columns)
+    columns = {"image": args.image_column, "label": args.label_column,
+               "caption": args.caption_column}
+    return _queue_and_follow(
+        store, settings,
+        lambda: enqueue_ingest(store, settings, args.source, name=args.name,
+                               new_version=args.new_version, columns=columns),
+        lambda job: f"ingesting {args.source} (job {job})", not args.background,
+        lambda job: _print_ingested(store, int(job["result"]["dataset_id"])),
+        announce_to=sys.stderr)
+
+
+def _print_ingested(store: Store, dataset_id: int) -> None:
+    from audit.store.datasets import get_dataset, list_datasets
+
     row = list_datasets(store).set_index("id").loc[dataset_id]
     dataset = get_dataset(store, dataset_id)
     print(f"ingested {dataset.name!r} (id {dataset_id}): {row.samples} samples, {row.classes} "
           f"classes, {row.load_errors} unreadable")
     _print_unreadable(store, dataset_id)
     _print_lineage(store, dataset)
-    return 0
 
 
 def _print_lineage(store: Store, dataset) -> None:
@@ -289,17 +304,18 @@ def _order(args, settings: Settings) -> int:
     return 0
 
 
-def _queue_audit(store: Store, settings: Settings, dataset_id: int, config,
-                 announce: Callable[[int], str], wait: bool) -> int:
-    """Queue the audit, print ``announce(job_id)`` and, with ``wait``, follow it.
-    Ctrl-C is caught from before the job is queued, so the number is always printed."""
-    from jobs.queue import enqueue_audit
-
+def _queue_and_follow(store: Store, settings: Settings, enqueue: Callable[[], int],
+                      announce: Callable[[int], str], wait: bool,
+                      succeeded: Callable[[dict], None], announce_to: TextIO | None = None) -> int:
+    """Queue a job with ``enqueue()``, print ``announce(job_id)`` (on stdout, or
+    ``announce_to``) and, with ``wait``, follow it to its end (``succeeded(job)`` prints what it
+    made). Ctrl-C is caught from before the job is queued, so the number is always printed; it
+    stops the following, not the job."""
     interrupted = threading.Event()
     with _ctrl_c_sets(interrupted) if wait else contextlib.nullcontext():
-        job_id = enqueue_audit(store, settings, dataset_id, config.to_dict())
-        print(announce(job_id), flush=True)
-        return _wait(store, settings, job_id, interrupted) if wait else 0
+        job_id = enqueue()
+        print(announce(job_id), file=announce_to or sys.stdout, flush=True)
+        return _wait(store, settings, job_id, interrupted, succeeded) if wait else 0
 
 
 @contextlib.contextmanager
@@ -313,7 +329,10 @@ def _ctrl_c_sets(event: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait(store: Store, settings: Settings, job_id: int, interrupted: threading.Event) -> int:
+def _wait(store: Store, settings: Settings, job_id: int, interrupted: threading.Event,
+          succeeded: Callable[[dict], None]) -> int:
+    """0 when the job succeeded; 2 when it failed on something the user can fix (the message
+    is printed as ``error: ...``, as for a mistake found before queueing); 1 otherwise."""
     from jobs.follow import follow_job
 
     try:
@@ -324,11 +343,23 @@ def _wait(store: Store, settings: Settings, job_id: int, interrupted: threading.
               file=sys.stderr)
         return 130
     if job["status"] == "succeeded":
-        print(f"job {job_id} succeeded: run {job['run_id']}")
+        succeeded(job)
         return 0
+    if job["result"].get("user_error"):
+        print(f"error: {job['error']}", file=sys.stderr)
+        return 2
     print(f"job {job_id} {job['status']}: {job.get('error') or 'no error recorded'}",
           file=sys.stderr)
     return 1
+
+
+def _queue_audit(store: Store, settings: Settings, dataset_id: int, config,
+                 announce: Callable[[int], str], wait: bool) -> int:
+    from jobs.queue import enqueue_audit
+
+    return _queue_and_follow(
+        store, settings, lambda: enqueue_audit(store, settings, dataset_id, config.to_dict()),
+        announce, wait, lambda job: print(f"job {job['id']} succeeded: run {job['run_id']}"))
 
 
 def _add_jobs(commands) -> None:
@@ -400,9 +431,10 @@ def _add_export(commands) -> None:
     cmd.add_argument("--threshold", type=float,
                      help="with --include-flagged: drop scores below this instead of is_issue")
     cmd.add_argument("--apply-suggested", nargs="?", const="auto", metavar="MIN_CONFIDENCE",
-                     help="relabel label_issue flags whose suggestion has at least this "
-                          "confidence; without a number, confident learning's threshold of "
-                          "the suggested class (the engine's own calibration)")
+                     help="relabel flagged examples whose suggested label (the one Explore "
+                          "shows) has at least this confidence; without a number, the "
+                          "suggesting detector's confident-learning threshold of the "
+                          "suggested class (the engine's own calibration)")
     cmd.add_argument("--dedupe", action="store_true", help="keep one member of each duplicate set")
     cmd.add_argument("--leakage", choices=LEAKAGE_SIDES, default="keep",
                      help="drop train/test duplicates from this side (explicit: it applies "
@@ -417,13 +449,15 @@ def _add_export(commands) -> None:
                      help="print what would be removed, relabelled, weighted and kept per "
                           "split, rule and class; write nothing")
     cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    _add_background(cmd)
     cmd.set_defaults(handler=_export)
 
 
 def _export(args, settings: Settings) -> int:
-    from audit.export import export_dataset, preview_export
+    from audit.export import preview_export
     from audit.export.rules import check_format
     from audit.store.datasets import get_dataset
+    from jobs.queue import enqueue_export
 
     store = Store.from_settings(settings)
     dataset = get_dataset(store, args.dataset)
@@ -436,10 +470,14 @@ def _export(args, settings: Settings) -> int:
     if args.out is None:
         raise ConfigError("export needs --out FOLDER (a new or empty folder), or --dry-run to "
                           "preview without writing")
-    result = export_dataset(store, settings, dataset.id, args.out, args.format, rules,
-                            overwrite=args.overwrite)
-    print(f"exported {dataset.name!r} to {result.out_dir}: {result.summary()}")
-    return 0
+    return _queue_and_follow(
+        store, settings,
+        lambda: enqueue_export(store, settings, dataset.id, args.out, args.format,
+                               rules.to_dict(), overwrite=args.overwrite),
+        lambda job: f"exporting {dataset.name!r} (job {job})", not args.background,
+        lambda job: print(f"exported {dataset.name!r} to {job['result']['out_dir']}: "
+                          f"{job['result']['summary']}"),
+        announce_to=sys.stderr)
 
 
 def _export_rules(args):

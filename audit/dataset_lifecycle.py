@@ -6,7 +6,7 @@ it is queued or running; ``audit.store.datasets.delete_dataset``), then the cach
 and thumbnails of the images no other dataset has (and, for a Hugging Face dataset, the image
 copies Sieve wrote under the data home). It never touches the user's image files, a
 manifest, or the files an export wrote. A new version is made by
-``audit.datasets.ingest(..., new_version=True)`` (``audit.store.datasets.create_version``).
+``audit.ingest.ingest(..., new_version=True)`` (``audit.store.datasets.create_version``).
 """
 
 from __future__ import annotations

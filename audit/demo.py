@@ -240,7 +240,7 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
 def ensure_demo_dataset(store: Store, settings: Settings, seed: int = 0,
                         progress: Callable[[float, str], None] | None = None) -> int:
     """The demo's dataset id: generated and ingested on first use, reused after."""
-    from audit.datasets import ingest
+    from audit.ingest import ingest
     from audit.errors import NotFoundError
     from audit.store.datasets import get_dataset
 

@@ -6,7 +6,7 @@ read the scores back as a DataFrame, open the dashboard on the result.
     print(result.open_dashboard())    # the dashboard's URL, on this dataset and run
 
 It takes the command line's path, not a second one: the rows are checked like a manifest and
-ingested into the store (``audit.datasets``), the audit is queued as a job
+ingested into the store (``audit.ingest``), the audit is queued as a job
 (``jobs.queue.enqueue_audit``) that a background worker runs with ``audit.plan``, and it is
 followed like ``python -m audit run --wait`` (``jobs.follow``). So, like the CLI, this module is
 an outer face of Sieve and may import ``jobs``; no other module of ``audit`` does.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audit.datasets import check_listing, ingest_listing, read_source
+from audit.ingest import check_listing, ingest_listing, read_source
 from audit.errors import AuditError, InputError, NotFoundError
 from audit.hf_datasets import HFColumns
 from audit.settings import Settings, check_data_home, load_settings

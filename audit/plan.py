@@ -16,8 +16,6 @@ raises ``Cancelled``. Only the very end marks the run ``succeeded``.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import json
 import time
 import traceback
 from pathlib import Path
@@ -35,12 +33,14 @@ from audit.settings import Settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
 from audit.store import runs as run_store
+from audit.store.neighbours import write_neighbours
+from audit.store.run_scores import run_sample_frame, scores_for_store
+from audit.two_d_map import two_d_map
+from audit.versions import software_versions
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 Log = Callable[[str], None]
-VERSIONED_PACKAGES = ("numpy", "torch", "open_clip_torch", "cleanlab", "faiss-cpu",
-                      "scikit-learn", "pandas", "duckdb")
 EMBEDDING_NEEDS = frozenset({"embeddings", "knn", "clip"})   # detector needs met by embedding
 # Stage -> (start, end) share of the progress bar.
 PROGRESS_SPAN = {"load": (0.0, 0.02), "embed": (0.02, 0.5), "probe": (0.5, 0.6),
@@ -79,6 +79,7 @@ class AuditRun:
         self.notes: dict[str, str] = {}       # stage -> what the user should know about it
         self.model_ids: dict[str, str] = {}
         self.summary: dict[str, dict] = {}    # what the run measured about itself, for the UI
+        self.scored: list[str] = []           # detectors whose scores the run holds
         self.device, self.clip, self.folds = "cpu", None, None
         self.corrections = Corrections()
 
@@ -129,8 +130,12 @@ class AuditRun:
         self.run_detectors(inputs)
         with self.stage("write"):
             self.report("write", 0.0, "writing per-sample facts")
+            positions = map_positions(inputs.embeddings, inputs.n, self.config.seed)
             run_store.write_run_samples(self.store, self.run_id,
-                                        run_sample_frame(inputs, self.folds))
+                                        run_sample_frame(inputs, self.folds, positions))
+            if inputs.knn is not None:
+                write_neighbours(self.store, self.run_id, inputs.sample_ids, inputs.knn.indices,
+                                 inputs.knn.distances)
         self.finish("succeeded")
         self.report("write", 1.0, "done")
 
@@ -350,6 +355,7 @@ class AuditRun:
                 if frame is not None:
                     inputs.prior_scores[name] = frame
                     run_store.write_scores(self.store, self.run_id, scores_for_store(name, frame))
+                    self.scored.append(name)
 
     def detector_progress(self, name: str, position: int, total: int) -> Progress:
         def report(fraction: float, message: str) -> None:
@@ -363,7 +369,7 @@ class AuditRun:
             self.skip(name, reason)
             return None
         try:
-            frame = detector.score(inputs, self.detector_params(name), progress)
+            frame = detector.run(inputs, self.detector_params(name), progress)
             check_result(name, frame, inputs)
             if detector.suggests_labels:
                 frame = without_trusted_issues(frame, inputs.trusted)
@@ -378,17 +384,22 @@ class AuditRun:
         return frame
 
     def detector_params(self, name: str) -> dict:
-        defaults = dict(registry()[name].params)
-        if "seeds" in defaults:
-            defaults["seeds"] = self.config.seeds
-        return {**defaults, **(self.config.params.get(name) or {})}
+        """The config's parameters for a detector (its class fills in the rest)."""
+        seeds = {"seeds": self.config.seeds} if "seeds" in registry()[name].params else {}
+        return {**seeds, **(self.config.params.get(name) or {})}
 
     def finish(self, status: str, error: str | None = None) -> None:
         run_store.finish_run(self.store, self.run_id, status, model_ids=self.model_ids,
-                             versions=package_versions(), code_version=audit.__version__,
+                             versions=software_versions(), code_version=audit.__version__,
                              timings=self.timings, skipped=self.skipped, notes=self.notes,
-                             summary=self.summary, error=error)
+                             summary={**self.summary, "detectors": self.detector_facts()},
+                             error=error)
         self.log(f"run {self.run_id} {status}" + (f": {error}" if error else ""))
+
+    def detector_facts(self) -> dict[str, dict]:
+        """What each detector that wrote scores declares (family, label suggestions ...), so
+        the export and the pages read the run's facts instead of naming detectors."""
+        return {name: run_store.recorded_facts(registry()[name].facts()) for name in self.scored}
 
 
 def without_trusted_issues(frame: pd.DataFrame, trusted: np.ndarray | None) -> pd.DataFrame:
@@ -454,58 +465,6 @@ def check_result(name: str, frame: pd.DataFrame, inputs) -> None:
         raise ValueError(f"{name} returned scores outside [0, 1]")
 
 
-def scores_for_store(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "sample_id": frame["sample_id"].astype(str), "detector": name,
-        "score": frame["score"].astype(float), "is_issue": frame["is_issue"].astype(bool),
-        "details": [None if d is None else json.dumps(d, default=_plain) for d in frame["details"]],
-    })
-
-
-def _plain(value: object) -> object:
-    """JSON for numpy scalars and arrays inside details."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"details value of type {type(value).__name__} is not JSON data")
-
-
-def run_sample_frame(inputs, folds: np.ndarray | None) -> pd.DataFrame:
-    """Fold, probe prediction and a 2-D map (PCA of the embeddings; NaN, stored as NULL,
-    when the run has no embeddings) for each sample."""
-    map_xy = (two_d_map(inputs.embeddings) if inputs.embeddings is not None
-              else np.full((inputs.n, 2), np.nan))
-    frame = pd.DataFrame({"sample_id": inputs.sample_ids,
-                          "audited_label": [inputs.class_names[i] for i in inputs.labels],
-                          "fold": folds if folds is not None else pd.NA,
-                          "map_x": map_xy[:, 0], "map_y": map_xy[:, 1]})
-    if inputs.pred_probs is None:
-        frame["predicted_label"], frame["predicted_confidence"] = None, np.nan
-    else:
-        best = inputs.pred_probs.argmax(axis=1)
-        frame["predicted_label"] = [inputs.class_names[i] for i in best]
-        frame["predicted_confidence"] = inputs.pred_probs.max(axis=1).astype(float)
-    frame["fold"] = frame["fold"].astype("Int64")
-    return frame
-
-
-def two_d_map(embeddings: np.ndarray) -> np.ndarray:
-    """The embeddings projected on their two main axes (zeros where there are too few)."""
-    if len(embeddings) < 3 or embeddings.shape[1] < 2:
-        return np.zeros((len(embeddings), 2))
-    sample = embeddings[:: max(1, len(embeddings) // 5_000)].astype(np.float64)
-    mean = sample.mean(axis=0)
-    _, axes = np.linalg.eigh(np.cov(sample - mean, rowvar=False))
-    top = np.ascontiguousarray(axes[:, -2:][:, ::-1], dtype=np.float32)
-    return (embeddings @ top - (mean @ top)).astype(float)
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+def map_positions(embeddings: np.ndarray | None, n: int, seed: int) -> np.ndarray:
+    """Each sample's 2-D map position (``audit.two_d_map``), NaN without embeddings."""
+    return two_d_map(embeddings, seed) if embeddings is not None else np.full((n, 2), np.nan)

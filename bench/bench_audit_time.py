@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.demo import generate_demo
 from audit.plan import run_audit
 from audit.settings import load_settings

@@ -166,7 +166,7 @@ def _cleanlab_functions(features: np.ndarray, labels: np.ndarray, pred_probs: np
 
 def demo_audit() -> None:
     """The full plan on the demo (images decoded, embedded, every detector), cold then warm cache."""
-    from audit.datasets import ingest
+    from audit.ingest import ingest
     from audit.demo import generate_demo
     from audit.plan import run_audit
     from audit.settings import load_settings
@@ -215,7 +215,7 @@ def row(name: str, result: dict, flipped: np.ndarray, flag_key: str) -> dict:
     precision, recall, f1 = precision_recall(flags, flipped)
     return {"engine": name, "wall s": round(result["wall_s"], 1),
             "peak RSS MB": round(result["peak_mb"]), "RSS before MB": round(result["rss_before_mb"]),
-            "checks": len(result["detectors"]), f"label flags P/R/F1": f"{precision:.2f}/{recall:.2f}/{f1:.2f}"}
+            "checks": len(result["detectors"]), "label flags P/R/F1": f"{precision:.2f}/{recall:.2f}/{f1:.2f}"}
 
 
 def main() -> None:

@@ -160,7 +160,7 @@ def demo_scores(out_dir: Path, embedder: str,
                 params: dict | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Generate the demo, ingest it into a fresh store and audit it with the real plan; return
     the scores, the truth and what the run recorded about its embedder."""
-    from audit.datasets import ingest
+    from audit.ingest import ingest
     from audit.demo import generate_demo
     from audit.plan import run_audit
     from audit.settings import load_settings
@@ -273,7 +273,7 @@ def run_label_detectors(inputs: DetectorInputs, params: dict | None) -> tuple[di
     for name in LABEL_DETECTORS:
         detector = REGISTRY[name]()
         overrides = {**detector.params, **params.get(name, {})}
-        inputs.prior_scores[name] = detector.score(inputs, overrides, quiet)
+        inputs.prior_scores[name] = detector.run(inputs, overrides, quiet)
     return inputs.prior_scores, detector.summary or {}
 
 

@@ -1,5 +1,6 @@
 """What every page looks at: settings, store, the store's version, and the dataset and run
-picked in the sidebar (widget values kept for the whole session).
+picked in the sidebar (widget values kept for the whole session, and named in the page's URL,
+``?dataset=ID&run=ID``, so a reload or a copied link opens them again).
 
 ``view()`` is computed afresh wherever a page asks for it, so a page is right even when it
 reruns on its own (a fragment, or AppTest, which reruns only the page after the first run).
@@ -95,8 +96,26 @@ def _scroll_to_top_after_a_switch() -> None:
 
 def sidebar_pickers() -> None:
     """The dataset and run pickers, rendered by the router on every page (which also scrolls
-    a page opened by ``switch_page`` to its top)."""
+    a page opened by ``switch_page`` to its top), then the picks written to the URL."""
     _scroll_to_top_after_a_switch()
+    _pickers()
+    _name_in_url(view())
+
+
+def _name_in_url(current: View) -> None:
+    """``?dataset=ID&run=ID`` for the picks shown (always both, so a copied link keeps naming
+    the same run after a newer one finishes); written only when they change."""
+    for name, value in (("dataset", current.dataset_id), ("run", current.run_id)):
+        text = None if value is None else str(value)
+        if st.query_params.get(name) == text:
+            continue
+        if text is None:
+            del st.query_params[name]
+        else:
+            st.query_params[name] = text
+
+
+def _pickers() -> None:
     current = view()
     if current.dataset_id is None:
         st.sidebar.caption("No datasets yet: add one on the Datasets page.")

@@ -14,7 +14,7 @@ from audit.export import ExportPreview, ExportRules, preview_export
 from audit.run_trust import RunTrust, run_trust
 from audit.settings import Settings, load_settings
 from audit.store import Store
-from audit.store import explore, insights, lookups
+from audit.store import explore, flags, insights, lookups, neighbours
 from audit.store import run_compare
 from audit.store import runs as run_store
 from audit.store.flags import decision_log
@@ -89,6 +89,12 @@ def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
     return lookups.sample_scores(store, run_id, sample_id)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def detector_facts(store: Store, run_id: int) -> dict[str, dict]:
+    """What the run's detectors declare (family, label suggestions ...); runs never change."""
+    return run_store.run_detector_facts(store, run_id)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
     return lookups.sample_run_facts(store, run_id, sample_id)
@@ -98,6 +104,18 @@ def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
 def samples_by_ids(store: Store, key: Version, dataset_id: int,
                    sample_ids: tuple[str, ...]) -> pd.DataFrame:
     return lookups.samples_by_ids(store, dataset_id, list(sample_ids))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def place_in_order(store: Store, key: Version, dataset_id: int, run_id: int,
+                   filters: explore.ExploreFilters, sample_id: str) -> explore.OrderPlace:
+    return explore.place_in_order(store, dataset_id, run_id, filters, sample_id)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def latest_flag_ids(store: Store, key: Version, dataset_id: int,
+                    sample_ids: tuple[str, ...]) -> dict[str, int]:
+    return flags.latest_flag_ids(store, dataset_id, list(sample_ids))
 
 
 def history(store: Store, dataset_id: int, sample_id: str) -> pd.DataFrame:
@@ -128,6 +146,17 @@ def label_matrix(store: Store, run_id: int) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner=False)
 def map_points(store: Store, run_id: int, limit: int) -> pd.DataFrame:
     return insights.map_points(store, run_id, limit)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def more_like_this(store: Store, run_id: int, sample_ids: tuple[str, ...], limit: int) -> list[str]:
+    return neighbours.more_like_this(store, run_id, list(sample_ids), limit)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def standing_decisions(store: Store, key: Version, dataset_id: int) -> pd.DataFrame:
+    """Each decided sample's standing decision (sample_id, action, new_label, ...)."""
+    return flags.current_decisions(store, dataset_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -1,4 +1,5 @@
-"""The job queue as the CLI and the dashboard see it: enqueue, read, cancel, rerun, recover.
+"""The job queue as the CLI and the dashboard see it: enqueue (an audit, an ingest, an export),
+read, cancel, rerun, recover.
 
 Enqueueing, every worker's loop and the readers (``list_jobs``, ``get_job``) first fail the
 jobs whose worker died, so a crash shows up at the next of these. Enqueueing starts a detached
@@ -17,25 +18,58 @@ from pathlib import Path
 import pandas as pd
 
 from audit.config import AuditConfig
-from audit.errors import ConfigError
+from audit.errors import ConfigError, InputError
 from audit.settings import Settings, load_settings
 from audit.store import Store
 from audit.store import jobs as job_store
 from audit.store.datasets import get_dataset
 from audit.store.runs import fail_running_runs_of_job
+from jobs.kinds import AUDIT, EXPORT, INGEST
 from jobs.liveness import HOST, live_worker_pids, worker_alive
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-AUDIT_KIND = "audit"
 
 
 def enqueue_audit(store: Store, settings: Settings, dataset_id: int, config: dict) -> int:
     """Validate the config, queue an audit of the dataset, make sure a worker runs; job id."""
     get_dataset(store, dataset_id)
     checked = AuditConfig.from_dict(config, settings).to_dict()
+    return _enqueue(store, settings, AUDIT, checked, dataset_id,
+                    f"queued audit of dataset {dataset_id}")
+
+
+def enqueue_ingest(store: Store, settings: Settings, source: Path, *, name: str | None = None,
+                   new_version: bool = False, columns: dict | None = None) -> int:
+    """Queue the ingest of a folder, manifest or Hugging Face dataset; job id. The source is
+    resolved here (a worker may run elsewhere) and must exist."""
+    source = Path(source).expanduser().resolve()
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give an image folder or a manifest file")
+    payload = {"source": str(source), "name": name, "new_version": bool(new_version),
+               "columns": columns or {}}
+    return _enqueue(store, settings, INGEST, payload, None, f"queued ingest of {source}")
+
+
+def enqueue_export(store: Store, settings: Settings, dataset_id: int, out_dir: Path, fmt: str,
+                   rules: dict, *, overwrite: bool = False) -> int:
+    """Check the format, rules and output folder now (a user's mistake is told at once), then
+    queue the export; job id."""
+    from audit.export.rules import ExportRules, check_format
+    from audit.export.staging import check_out_dir
+
+    dataset = get_dataset(store, dataset_id)
+    check_format(fmt, ExportRules(**rules))
+    out = check_out_dir(Path(out_dir), Path(dataset.root), overwrite)
+    payload = {"out_dir": str(out), "format": fmt, "rules": rules, "overwrite": bool(overwrite)}
+    return _enqueue(store, settings, EXPORT, payload, dataset_id,
+                    f"queued export of dataset {dataset_id} to {out}")
+
+
+def _enqueue(store: Store, settings: Settings, kind: str, payload: dict,
+             dataset_id: int | None, announcement: str) -> int:
     recover_dead_jobs(store, settings)
-    job_id = job_store.insert_job(store, dataset_id, AUDIT_KIND, checked)
-    job_store.append_log(store, job_id, f"queued audit of dataset {dataset_id}")
+    job_id = job_store.insert_job(store, dataset_id, kind, payload)
+    job_store.append_log(store, job_id, announcement)
     ensure_worker(settings)
     return job_id
 
@@ -44,7 +78,7 @@ def rerun(store: Store, settings: Settings, job_id: int,
           config_overrides: dict | None = None) -> int:
     """Queue a new job with a finished (or any) job's config, changed by the overrides."""
     job = job_store.get_job(store, job_id)
-    if job["kind"] != AUDIT_KIND:
+    if job["kind"] != AUDIT:
         raise ConfigError(f"job {job_id} is a {job['kind']!r} job; only audit jobs can be rerun")
     config = {**job["config"], **(config_overrides or {})}
     new_id = enqueue_audit(store, settings, job["dataset_id"], config)

@@ -1,7 +1,7 @@
 """The worker process: claim one queued job at a time, run it, end it in one final state.
 
 ``work`` is one worker: it claims the oldest queued job in one transaction (two workers never
-take the same job), runs it with a heartbeat, and records ``succeeded`` (with the run id),
+take the same job), runs it with a heartbeat, and records ``succeeded`` (with its runner's result),
 ``failed`` (error and traceback) or ``cancelled``. A failing job never stops the worker. It
 exits after ``idle_exit_s`` without work, or after one job with ``once``.
 
@@ -85,30 +85,27 @@ def execute_job(store: Store, settings: Settings, job: dict, stop: threading.Eve
     reporter = JobReporter(store, job_id, settings.heartbeat_s, stop)
     try:
         with reporter:
-            run_id = _run(store, settings, job, reporter)
+            result = _run(store, settings, job, reporter)
     except Cancelled:
         reason = STOPPED_BY_SIGNAL if stop.is_set() else "cancelled on request"
         return _end(store, job_id, "cancelled", message=reason, run_reason=f"job {reason}")
     except Exception as exc:  # any failure of the job is recorded; the worker goes on
-        error = str(exc) if isinstance(exc, AuditError) else f"{type(exc).__name__}: {exc}"
+        user_error = isinstance(exc, AuditError)
+        error = str(exc) if user_error else f"{type(exc).__name__}: {exc}"
         return _end(store, job_id, "failed", error=error, traceback=traceback.format_exc(),
-                    message="failed", run_reason=error)
+                    message="failed", run_reason=error, result={"user_error": user_error})
     message = f"finished in {time.monotonic() - started:.1f} s"
-    return _end(store, job_id, "succeeded", run_id=run_id, message=message)
+    return _end(store, job_id, "succeeded", result=result, message=message)
 
 
-def _run(store: Store, settings: Settings, job: dict, reporter: JobReporter) -> int:
+def _run(store: Store, settings: Settings, job: dict, reporter: JobReporter) -> dict:
     runner = KINDS.get(job["kind"])
     if runner is None:
         raise ConfigError(f"job {job['id']} has unknown kind {job['kind']!r}; "
                           f"known kinds: {sorted(KINDS)}")
-    from audit.embedders.clip import resolve_device  # loads torch: only when a job runs
-
-    device = resolve_device(str(job["config"].get("device") or settings.device))
-    job_store.set_device(store, job["id"], device)
-    reporter.log(f"claimed by worker pid {os.getpid()} on {HOST}; device {device}")
-    config = {**job["config"], "device": device}
-    return runner(JobContext(store, settings, job["id"], job["dataset_id"], config, reporter))
+    reporter.log(f"claimed by worker pid {os.getpid()} on {HOST}")
+    return runner(JobContext(store, settings, job["id"], job["dataset_id"], job["config"],
+                             reporter))
 
 
 def _end(store: Store, job_id: int, status: str, *, run_reason: str | None = None,

@@ -54,6 +54,11 @@ def kill_detached_workers(request):
         return
     data_home = request.getfixturevalue("data_home")
     yield
+    kill_workers_of(data_home)
+
+
+def kill_workers_of(data_home: Path) -> None:
+    """Kill every worker started for this data home (a job a page queued starts one)."""
     pids = {int(p.stem.split("-")[1]) for p in (data_home / "logs").glob("worker-[0-9]*.log")}
     for pid in sorted(pids | set(live_worker_pids(data_home)) - {os.getpid()}):
         if _is_worker_process(pid):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.plan import run_audit
 from jobs.liveness import register_worker, unregister_worker
 from tests.conftest import PROJECT_ROOT

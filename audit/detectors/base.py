@@ -124,7 +124,15 @@ class Detector:
             return f"needs the results of {', '.join(absent)}, which did not run"
         return None
 
+    def run(self, inputs: DetectorInputs, params: dict | None = None,
+            progress: Progress | None = None) -> pd.DataFrame:
+        """Score with this class's ``params`` updated by ``params`` (the one place they are
+        merged: the plan and the tests both call this)."""
+        return self.score(inputs, {**self.params, **(params or {})},
+                          progress or (lambda fraction, message: None))
+
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
+        """The scores, one row per sample in input order; ``params`` is complete."""
         raise NotImplementedError
 
 

@@ -114,7 +114,6 @@ class KnnLabel(Detector):
                    "embedding space mostly carry another label.")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         knn, labels = inputs.knn, inputs.labels
         shares = neighbor_label_shares(labels, knn.indices, knn.distances, len(inputs.class_names))
         is_issue = knn_label_issues(shares, labels, params["max_share"])

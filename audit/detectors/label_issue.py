@@ -72,7 +72,6 @@ class LabelIssue(Detector):
                    "examples whose given label the model finds unlikely.")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         labels, probs = inputs.labels, inputs.pred_probs
         progress(0.1, "ranking label quality")
         scores = label_quality(labels, probs, params["method"])

@@ -324,7 +324,6 @@ class NearDuplicate(Detector):
         return None
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         knn = inputs.knn
         pixels = pixel_evidence(inputs, params, progress)
         embedding = (np.empty((0, 2), dtype=np.int64) if knn is None

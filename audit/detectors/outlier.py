@@ -86,7 +86,6 @@ class Outlier(Detector):
                    "embedding space (kNN distance and class Gaussians).")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         knn_score = distance_to_score(knn_distance(inputs.knn.distances))
         progress(0.3, "fitting class Gaussians")
         gauss = class_mahalanobis(inputs.embeddings, inputs.labels, params["max_dims"])

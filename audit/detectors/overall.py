@@ -158,7 +158,6 @@ class Overall(Detector):
         return None
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         frames = {name: aligned(inputs.prior_scores[name], inputs.sample_ids)
                   for name in LABEL_DETECTORS if name in inputs.prior_scores}
         beliefs = {name: frame["score"].to_numpy(dtype=float) for name, frame in frames.items()}

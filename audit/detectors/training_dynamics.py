@@ -117,7 +117,6 @@ class TrainingDynamics(Detector):
                    "cross-fitted): area under the margin with threshold samples, and EL2N.")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         if not 1 <= params["early_epoch"] <= params["epochs"]:
             raise ConfigError(f"training_dynamics: early_epoch={params['early_epoch']} must be "
                               f"between 1 and epochs={params['epochs']}; fix the detector params")

@@ -118,7 +118,6 @@ class VlConsistency(Detector):
                    "(relative to other labels) and against its caption (relative to others).")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        params = {**self.params, **params}
         images = image_embeddings(inputs)
         prompts = inputs.clip.encode_texts([params["prompt"].format(label=name)
                                             for name in inputs.class_names])

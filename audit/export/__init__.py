@@ -1,6 +1,6 @@
 """Export a cleaned copy of a dataset: rules, sample weights, writers and provenance.
 
-- ``rules``: ``ExportRules``, what the user chose; ``plan``: what the rules do to each example;
+- ``rules``: ``ExportRules``, what the user chose; ``outcomes``: what the rules do to each example;
 - ``inputs``: loading and checking against the store; ``writers``: manifests and image folders;
 - ``paths``: safe names and paths; ``staging``: write aside, move into place when complete;
 - ``csv_cells``: CSV quoting and the spreadsheet-formula rule;

@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 
 from audit.export.inputs import LoadedExport, load_inputs
-from audit.export.plan import build_plan, count_table, rule_table, split_table
+from audit.export.outcomes import build_plan, count_table, rule_table, split_table
 from audit.export.provenance import build_provenance, counts_summary, write_provenance
 from audit.export.rules import ExportRules, check_format, split_rule_text
 from audit.export.staging import (
@@ -100,8 +100,8 @@ def export_dataset(store: Store, settings, dataset_id: int, out_dir: Path, fmt: 
                    progress: Progress | None = None) -> ExportResult:
     """Write the cleaned dataset to ``out_dir`` (staged, then moved into place) and record it.
 
-    ``settings`` is taken for symmetry with the other entry points; the export reads nothing
-    from it beyond what ``store`` already holds."""
+    From ``settings`` it reads ``follow_outside_links``: a sample's link that leads outside
+    the dataset folder is exported only when ingestion would accept it."""
     check_format(fmt, rules)
     loaded = load_inputs(store, dataset_id, rules)
     out = check_out_dir(Path(out_dir), Path(loaded.dataset.root), overwrite)
@@ -110,7 +110,7 @@ def export_dataset(store: Store, settings, dataset_id: int, out_dir: Path, fmt: 
     counts = count_table(plan)
     with staging_dir(out) as stage:
         report = write_export(rows, Path(loaded.dataset.root).resolve(), stage, fmt,
-                              progress or _quiet)
+                              progress or _quiet, settings.follow_outside_links)
         document = _provenance(loaded, fmt, plan, counts, report, rows, written_files(stage))
         write_provenance(stage, document, PROVENANCE_NAME)
         publish(stage, out, overwrite)

@@ -4,7 +4,8 @@ Labels, file names and paths come from the dataset and are untrusted. Here they 
 single path components (no separators, no ``..``, no hidden or reserved names, bounded
 length), names that would collide (also on case-insensitive file systems) get a numeric
 suffix, a source file is read only when it resolves to a regular file inside the dataset's
-folder, and every target is checked to lie inside the folder being written.
+folder (``audit.images.sample_file``, the one containment check), and every target is
+checked to lie inside the folder being written.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import stat
 import unicodedata
 from pathlib import Path
 
+from audit.errors import InputError
+from audit.images import sample_file
+
 _UNSAFE_CHARACTERS = re.compile(r"[^\w.\- ]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _RESERVED_STEMS = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                    *(f"lpt{i}" for i in range(1, 10))}
 MAX_COMPONENT_BYTES = 120
@@ -93,23 +96,23 @@ def unique_folder_names(labels: list[str]) -> dict[str, str]:
     return names
 
 
-def source_file(root: Path, relative: str) -> str:
-    """The regular file a sample's path names, resolved inside ``root`` (already resolved)."""
+def source_file(root: Path, relative: str, follow_links: bool = False) -> str:
+    """The regular file a sample's path names, found through the one containment check
+    (``audit.images.sample_file``: inside ``root``, already resolved; a link leading outside
+    only with ``follow_links``, the setting ingestion used)."""
     text = str(relative)
-    if text.startswith(("/", "\\")) or _DRIVE.match(text):
-        raise UnusableSource(f"path {text!r} is absolute; only paths inside the dataset are read")
-    resolved = os.path.realpath(os.path.join(root, text))
-    if not resolved.startswith(os.path.join(root, "")):
-        raise UnusableSource(f"path {text!r} leads outside the dataset folder {root}")
     try:
+        resolved = sample_file(root, text, follow_links)
         mode = os.stat(resolved).st_mode
+    except InputError as exc:
+        raise UnusableSource(str(exc)) from exc
     except OSError as exc:
         raise UnusableSource(f"cannot read {text!r}: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(mode):
         raise UnusableSource(f"path {text!r} is not a regular file")
     if not os.access(resolved, os.R_OK):
         raise UnusableSource(f"path {text!r} is not readable; check its permissions")
-    return resolved
+    return str(resolved)
 
 
 def inside(base: Path, relative: str) -> str:

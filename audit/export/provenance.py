@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
-import audit
-from audit.export.plan import PRECEDENCE, WEIGHT_FORMULA
+from audit.export.outcomes import PRECEDENCE, WEIGHT_FORMULA
 from audit.export.rules import ExportRules
 from audit.export.writers import WriteReport
+from audit.versions import software_versions
 
 PROVENANCE_VERSION = 2
-_PACKAGES = ("pandas", "pyarrow", "duckdb", "numpy", "pillow")
 
 
 def totals(plan: pd.DataFrame) -> dict:
@@ -98,16 +95,6 @@ def _load_errors(rows: pd.DataFrame, fmt: str) -> list[dict]:
     broken = rows[rows["load_error"].notna()]
     return [{"sample_id": s, "path": p, "load_error": e, "handling": handling}
             for s, p, e in zip(broken["sample_id"], broken["path"], broken["load_error"])]
-
-
-def software_versions() -> dict:
-    versions = {"sieve": audit.__version__, "python": platform.python_version()}
-    for package in _PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 def write_provenance(stage: Path, document: dict, name: str) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from audit.datasets import SPLITS
+from audit.ingest import SPLITS
 from audit.errors import ConfigError
 
 FORMATS = ("parquet", "csv", "jsonl", "imagefolder")
@@ -32,11 +32,13 @@ class ExportRules:
     run_id: the run whose scores to use (None: the latest succeeded run, or no scores).
     include_flagged: also drop examples the chosen detectors flag (unless a person kept them).
     detectors: the detectors that count for include_flagged and weights (None: every detector
-        in the run except near_duplicate, whose sets are handled by dedupe and leakage).
+        in the run except its duplicate-family ones, whose sets dedupe and leakage handle).
     threshold: flag scores below this instead of the detectors' own calibrated is_issue.
-    apply_suggested: relabel label_issue flags whose suggested_confidence is at least this;
-        "auto": at least confident learning's threshold for the suggested class (the mean
-        self-confidence of that class in the run, cleanlab's confident-joint threshold).
+    apply_suggested: relabel flagged examples whose suggested label (from the detector that
+        doubts the label most among those that suggest labels, as Explore shows it) has a
+        suggested_confidence of at least this; "auto": at least that detector's
+        confident-learning threshold for the suggested class (the mean self-confidence of that
+        class in the run, cleanlab's confident-joint threshold; held-out detectors only).
     dedupe: keep one member of each near-duplicate set within a split.
     leakage: drop train/test near-duplicates from the "test" or the "train" side, or "keep";
         an explicit choice, so it acts on the side it names whatever auto_splits says.

@@ -14,6 +14,7 @@ image-folder tree, where a training loader would trip over it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from audit.export.paths import (
 )
 
 Progress = Callable[[float, str], None]
+Sources = Callable[[str], str]   # a sample's stored path -> the file to read (source_file)
 IMAGES_FOLDER = "images"
 TABLE_SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 CHANGE_WORDS = {"keep": "kept", "relabel": "relabelled", "remove": "removed"}
@@ -54,21 +56,23 @@ def rows_to_write(plan: pd.DataFrame, samples: pd.DataFrame, weights: bool) -> p
 
 
 def write_export(rows: pd.DataFrame, root: Path, stage: Path, fmt: str,
-                 progress: Progress) -> WriteReport:
-    """Write ``rows`` into the stage folder in format ``fmt``; ``root`` is the dataset folder."""
+                 progress: Progress, follow_links: bool = False) -> WriteReport:
+    """Write ``rows`` into the stage folder in format ``fmt``; ``root`` is the dataset folder
+    (``follow_links``: a sample's link may lead outside it, as ingestion allowed)."""
+    sources = functools.partial(source_file, root, follow_links=follow_links)
     if fmt == "imagefolder":
-        return _write_image_folder(rows, root, stage, progress)
-    return _write_manifests(rows, root, stage, fmt, progress)
+        return _write_image_folder(rows, sources, stage, progress)
+    return _write_manifests(rows, sources, stage, fmt, progress)
 
 
 # --- manifests -----------------------------------------------------------------------------
 
-def _write_manifests(rows: pd.DataFrame, root: Path, stage: Path, fmt: str,
+def _write_manifests(rows: pd.DataFrame, sources: Sources, stage: Path, fmt: str,
                      progress: Progress) -> WriteReport:
     names = NameAllocator()
     targets = [f"{IMAGES_FOLDER}/{names.claim(safe_parts(p))}" for p in rows["path"]]
     report = WriteReport()
-    notes = _place_all(rows, targets, root, stage, report, progress)
+    notes = _place_all(rows, targets, sources, stage, report, progress)
     frame = manifest_frame(rows, targets, _with_load_notes(notes, rows["load_error"]))
     for split, part in frame.groupby("split", sort=False):
         name = safe_component(split) + TABLE_SUFFIXES[fmt]
@@ -145,7 +149,7 @@ def _plain(record: dict) -> dict:
 
 # --- image folder --------------------------------------------------------------------------
 
-def _write_image_folder(rows: pd.DataFrame, root: Path, stage: Path,
+def _write_image_folder(rows: pd.DataFrame, sources: Sources, stage: Path,
                         progress: Progress) -> WriteReport:
     report = WriteReport()
     broken = rows["load_error"].notna()
@@ -162,20 +166,20 @@ def _write_image_folder(rows: pd.DataFrame, root: Path, stage: Path,
         names.claim([safe_component(split), report.label_folders[label], safe_parts(path)[-1]])
         for split, label, path in zip(usable["split"], usable["new_label"], usable["path"])
     ]
-    _place_all(usable, targets, root, stage, report, progress)
+    _place_all(usable, targets, sources, stage, report, progress)
     return report
 
 
 # --- files ---------------------------------------------------------------------------------
 
-def _place_all(rows: pd.DataFrame, targets: list[str], root: Path, stage: Path,
+def _place_all(rows: pd.DataFrame, targets: list[str], sources: Sources, stage: Path,
                report: WriteReport, progress: Progress) -> list[str | None]:
     """Link or copy every row's file to its target; return a per-row note for skipped ones."""
     notes: list[str | None] = [None] * len(targets)
     step = max(1, len(targets) // 100)
     for i, (sample_id, path, target) in enumerate(zip(rows["sample_id"], rows["path"], targets)):
         try:
-            kind = place_file(source_file(root, path), inside(stage, target))
+            kind = place_file(sources(path), inside(stage, target))
         except UnusableSource as exc:
             report.skipped.append({"sample_id": sample_id, "path": path, "reason": str(exc)})
             notes[i] = f"file not exported: {exc}"

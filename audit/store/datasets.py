@@ -8,7 +8,7 @@ import pandas as pd
 
 from audit.errors import InputError, NotFoundError
 from audit.store.connection import Store
-from audit.store.explore import STANDING_DECISIONS
+from audit.store.flags import STANDING_DECISIONS, standing_params
 from audit.store.jobs import FINAL_JOB_STATES
 
 SAMPLE_COLUMNS = [
@@ -26,12 +26,14 @@ _SELECT_SAMPLES = f"SELECT {_COLUMN_LIST} FROM samples WHERE dataset_id = ? ORDE
 _DELETE_DATASET = [
     "DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
     "DELETE FROM run_samples WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
+    "DELETE FROM run_neighbours WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
     "DELETE FROM explore_rows WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)",
     "DELETE FROM explore_runs WHERE dataset_id = ?",
     "DELETE FROM runs WHERE dataset_id = ?",
     "DELETE FROM flags WHERE dataset_id = ?",
     "DELETE FROM samples WHERE dataset_id = ?",
     "DELETE FROM exports WHERE dataset_id = ?",
+    "DELETE FROM saved_views WHERE dataset_id = ?",
     "DELETE FROM datasets WHERE id = ?",
 ]
 
@@ -288,4 +290,4 @@ def _record_carried(con, parent_id: int, dataset_id: int) -> None:
 
 def _standing_count(con, dataset_id: int) -> int:
     return con.execute(f"SELECT count(*) FROM ({STANDING_DECISIONS})",
-                       {"dataset_id": dataset_id, "sample_ids": None}).fetchone()[0]
+                       standing_params(dataset_id)).fetchone()[0]

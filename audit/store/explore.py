@@ -12,9 +12,10 @@ a bound parameter. Insights' per-class, label-matrix and map queries
 (whichever page a person opens first is right).
 
 Decisions are not in the index: the standing decision of each sample is computed from the
-append-only flags log in the same transaction as every query (``STANDING_DECISIONS``, the
-rule of ``flags.current_decisions`` in SQL) and joined in. So is each page row's top reason
-(its worst flagging detector's ``details.reason``), read from ``scores`` for that page only.
+append-only flags log in the same transaction as every query (``flags.STANDING_DECISIONS``,
+the one statement of the rule, which the export reads too) and joined in. So is each page
+row's top reason (its worst flagging detector's ``details.reason``), read from ``scores`` for
+that page only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 
 from audit.errors import NotFoundError
 from audit.store.connection import Store
+from audit.store.flags import STANDING_DECISIONS, standing_params
 from audit.store.run_compare import RunChange, change_condition
 
 DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
@@ -63,33 +65,6 @@ SELECT $run_id, s.sample_id, s.row_index, s.split, s.label, s.path, s.caption, s
 FROM samples s LEFT JOIN per_sample p USING (sample_id)
 WHERE s.dataset_id = $dataset_id
 ORDER BY p.worst_score NULLS LAST, s.row_index
-"""
-
-# The standing decision of each sample, with flags.current_decisions' rule (an undo withdraws
-# the decision before it; an undo with nothing to withdraw does nothing), in SQL: per sample,
-# depth = decisions standing after each row = running sum of +1 / -1 floored at 0, which is
-# the running sum minus its running minimum (when negative). The standing decision is the
-# last non-undo row whose depth equals the final depth, when that depth is above 0.
-# $sample_ids (or NULL for all) limits it to some samples.
-STANDING_DECISIONS = """
-WITH walk AS (
-    SELECT id, sample_id, action, new_label,
-        sum(CASE WHEN action = 'undo' THEN -1 ELSE 1 END)
-            OVER (PARTITION BY sample_id ORDER BY id ROWS UNBOUNDED PRECEDING) AS running
-    FROM flags
-    WHERE dataset_id = $dataset_id
-        AND ($sample_ids::VARCHAR[] IS NULL OR list_contains($sample_ids::VARCHAR[], sample_id))
-), depths AS (
-    SELECT *, running - least(0, min(running)
-        OVER (PARTITION BY sample_id ORDER BY id ROWS UNBOUNDED PRECEDING)) AS depth
-    FROM walk
-), final AS (
-    SELECT sample_id, arg_max(depth, id) AS final_depth FROM depths GROUP BY sample_id
-)
-SELECT d.sample_id, arg_max(d.action, d.id) AS action, arg_max(d.new_label, d.id) AS new_label
-FROM depths d JOIN final f USING (sample_id)
-WHERE d.action <> 'undo' AND f.final_depth > 0 AND d.depth = f.final_depth
-GROUP BY d.sample_id
 """
 
 _PAGE_COLUMNS = (
@@ -188,7 +163,7 @@ def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters
     where, params = _where_clause(filters, detectors, run_id)
     order, order_params = _order_clause(filters, detectors)
     prefix = _WITH_DECISIONS if "standing_decisions" in where else ""
-    params.update({"dataset_id": dataset_id, "sample_ids": None} if prefix else {})
+    params.update(standing_params(dataset_id) if prefix else {})
     total = con.execute(f"{prefix}SELECT count(*) FROM explore_rows r WHERE {where}",
                         params).fetchone()[0]
     row_ids = [row[0] for row in con.execute(
@@ -226,8 +201,8 @@ def _with_reasons(con, run_id: int, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_decisions(con, dataset_id: int, rows: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
-    decided = con.execute(_PAGE_DECISIONS, {"dataset_id": dataset_id,
-                                            "sample_ids": rows["sample_id"].tolist()}).df()
+    decided = con.execute(_PAGE_DECISIONS,
+                          standing_params(dataset_id, rows["sample_id"].tolist())).df()
     rows = rows.merge(decided, on="sample_id", how="left")
     rows["flagged_by"] = [_flagged_names(detectors, flags) for flags in rows["issues"]]
     return rows
@@ -313,3 +288,56 @@ def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, d
         return f"r.worst_score {direction} NULLS LAST, {tie_break}", {}
     position = _position(detectors, filters.sort_by)
     return f"r.scores[$sort_pos] {direction} NULLS LAST, {tie_break}", {"sort_pos": position}
+
+
+# --- the review loop: one sample's place in Explore's order, and bulk suggestions -----------
+
+@dataclasses.dataclass(frozen=True)
+class OrderPlace:
+    """Where a sample stands in Explore's order: the samples before and after it (None at an
+    end), its 1-based position and the number of matches. ``position`` is None when the
+    filters leave the sample out."""
+
+    previous: str | None
+    next: str | None
+    position: int | None
+    total: int
+
+
+def place_in_order(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
+                   sample_id: str) -> OrderPlace:
+    """The sample's neighbours in exactly the order ``explore_page`` pages through."""
+    detectors = ensure_explore_index(store, run_id)
+    where, params = _where_clause(filters, detectors, run_id)
+    order, order_params = _order_clause(filters, detectors)
+    with store.transaction() as con:
+        row = con.execute(
+            f"{_WITH_DECISIONS}SELECT previous, next, position, total FROM ("
+            "SELECT r.sample_id, lag(r.sample_id) OVER w AS previous, "
+            "lead(r.sample_id) OVER w AS next, row_number() OVER w AS position, "
+            f"count(*) OVER () AS total FROM explore_rows r WHERE {where} "
+            f"WINDOW w AS (ORDER BY {order})) WHERE sample_id = $sample_id",
+            {**standing_params(dataset_id), **params, **order_params, "sample_id": sample_id},
+        ).fetchone()
+        if row is not None:
+            return OrderPlace(row[0], row[1], int(row[2]), int(row[3]))
+        total = con.execute(f"{_WITH_DECISIONS}SELECT count(*) FROM explore_rows r WHERE {where}",
+                            {**standing_params(dataset_id), **params}).fetchone()[0]
+    return OrderPlace(None, None, None, int(total))
+
+
+def undecided_suggestions(store: Store, dataset_id: int, run_id: int,
+                          filters: ExploreFilters) -> list[tuple[str, str]]:
+    """(sample id, suggested label) of every sample matching the filters that has a suggested
+    label (the one its cards show) and no standing decision, in Explore's order."""
+    detectors = ensure_explore_index(store, run_id)
+    where, params = _where_clause(filters, detectors, run_id)
+    order, order_params = _order_clause(filters, detectors)
+    with store.transaction() as con:
+        rows = con.execute(
+            f"{_WITH_DECISIONS}SELECT r.sample_id, r.suggested_label FROM explore_rows r "
+            f"WHERE {where} AND r.suggested_label IS NOT NULL "
+            f"AND r.sample_id NOT IN (SELECT sample_id FROM standing_decisions) ORDER BY {order}",
+            {**standing_params(dataset_id), **params, **order_params},
+        ).fetchall()
+    return [(str(sample_id), str(label)) for sample_id, label in rows]

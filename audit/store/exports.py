@@ -2,7 +2,9 @@
 
 An export reads a run's scores in the narrow shapes its rules use (flags of chosen detectors,
 near-duplicate sets, suggested labels), pulling only the JSON fields it needs out of
-``details`` in SQL, and records every finished export with its rules and counts.
+``details`` in SQL, and records every finished export with its rules and counts. Which
+detectors hold duplicate sets or suggest labels is the caller's to say, from the run's
+recorded facts (``runs.run_detector_facts``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,6 @@ import json
 import pandas as pd
 
 from audit.store.connection import Store
-
-DUPLICATE_DETECTOR = "near_duplicate"
-SUGGESTING_DETECTOR = "label_issue"
-
 
 def record_export(store: Store, dataset_id: int, run_id: int | None, out_dir: str, fmt: str,
                   rules: dict, counts: dict) -> int:
@@ -69,8 +67,9 @@ def detector_flags(store: Store, run_id: int, detectors: list[str], flagged_only
         ).df()
 
 
-def duplicate_sets(store: Store, run_id: int) -> pd.DataFrame:
-    """Near-duplicate members: sample_id, set_id, duplicate_of (JSON list text), leak."""
+def duplicate_sets(store: Store, run_id: int, detectors: list[str]) -> pd.DataFrame:
+    """Duplicate-set members found by the chosen detectors: sample_id, set_id, duplicate_of
+    (JSON list text), leak."""
     with store.transaction() as con:
         return con.execute(
             """
@@ -80,28 +79,32 @@ def duplicate_sets(store: Store, run_id: int) -> pd.DataFrame:
                    coalesce(try_cast(json_extract_string(details, '$.leak') AS BOOLEAN), false)
                        AS leak
             FROM scores
-            WHERE run_id = ? AND detector = ?
+            WHERE run_id = ? AND list_contains(?, detector)
               AND (json_extract_string(details, '$.set_id') IS NOT NULL
                    OR json_array_length(json_extract(details, '$.duplicate_of')) > 0)
             ORDER BY sample_id
             """,
-            [run_id, DUPLICATE_DETECTOR],
+            [run_id, detectors],
         ).df()
 
 
-def label_suggestions(store: Store, run_id: int) -> pd.DataFrame:
-    """Flagged label issues with a suggestion: sample_id, suggested_label, suggested_confidence."""
+def label_suggestions(store: Store, run_id: int, detectors: list[str]) -> pd.DataFrame:
+    """One suggestion per sample flagged by a chosen detector with a suggested label: that of
+    the detector doubting the given label most (lowest score, then name), the suggestion
+    Explore shows. Columns: sample_id, detector, suggested_label, suggested_confidence."""
     with store.transaction() as con:
         return con.execute(
             """
-            SELECT sample_id,
+            SELECT sample_id, detector,
                    json_extract_string(details, '$.suggested_label') AS suggested_label,
                    try_cast(json_extract_string(details, '$.suggested_confidence') AS DOUBLE)
                        AS suggested_confidence
             FROM scores
-            WHERE run_id = ? AND detector = ? AND is_issue
+            WHERE run_id = ? AND list_contains(?, detector) AND is_issue
               AND json_extract_string(details, '$.suggested_label') IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY sample_id
+                                       ORDER BY score NULLS LAST, detector) = 1
             ORDER BY sample_id
             """,
-            [run_id, SUGGESTING_DETECTOR],
+            [run_id, detectors],
         ).df()

@@ -76,7 +76,8 @@ def map_points(store: Store, run_id: int, limit: int = 20_000) -> pd.DataFrame:
     ensure_explore_index(store, run_id)
     with store.transaction() as con:
         return con.execute(
-            "SELECT rs.sample_id, rs.map_x, rs.map_y, r.label, r.split, r.issue_count "
+            "SELECT rs.sample_id, rs.map_x, rs.map_y, r.label, r.split, r.issue_count, "
+            "r.worst_score, r.suggested_label "
             "FROM run_samples rs JOIN explore_rows r "
             "ON r.run_id = rs.run_id AND r.sample_id = rs.sample_id "
             "WHERE rs.run_id = ? AND rs.map_x IS NOT NULL "

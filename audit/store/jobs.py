@@ -5,6 +5,10 @@ A job is ``queued``, then ``running`` (claimed by one worker), then exactly one 
 two processes can never both move the same job: a claim only takes a ``queued`` job, a final
 state is only written over ``running``, and crash recovery only fails a job whose heartbeat is
 still as old as it demands inside its own transaction.
+
+A job has a kind (``audit``, ``ingest``, ``export``: ``jobs.kinds``), a JSON payload (the
+``config`` column) and, once finished, the JSON ``result`` its runner returned; a failed job's
+result says whether its error was the user's to fix (``user_error``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
 JOB_FIELDS = (
     "id", "dataset_id", "kind", "config", "status", "progress", "message", "created_at",
     "started_at", "finished_at", "worker_pid", "worker_host", "heartbeat_at", "device",
-    "cancel_requested", "error", "traceback", "run_id",
+    "cancel_requested", "error", "traceback", "run_id", "result",
 )
 _SELECT_JOB = f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE id = ?"
 _CLAIM_NEXT = """
@@ -31,7 +35,8 @@ _CLAIM_NEXT = """
     RETURNING id, dataset_id, kind, config
 """
 _LIST_JOBS = """
-    SELECT j.id, coalesce(d.name, '(deleted dataset ' || j.dataset_id || ')') AS dataset,
+    SELECT j.id, CASE WHEN j.dataset_id IS NULL THEN '(new dataset)'
+            ELSE coalesce(d.name, '(deleted dataset ' || j.dataset_id || ')') END AS dataset,
         j.kind, j.status, j.progress, j.message, j.created_at, j.started_at, j.finished_at,
         j.device, j.run_id, j.error
     FROM jobs j LEFT JOIN datasets d ON d.id = j.dataset_id
@@ -43,8 +48,8 @@ _RUNNING = """
 """
 
 
-def insert_job(store: Store, dataset_id: int, kind: str, config: dict) -> int:
-    """Queue a job; return its id."""
+def insert_job(store: Store, dataset_id: int | None, kind: str, config: dict) -> int:
+    """Queue a job (``config``: its kind's payload); return its id."""
     with store.transaction() as con:
         row = con.execute(
             "INSERT INTO jobs (dataset_id, kind, config, status, message) "
@@ -85,19 +90,24 @@ def beat(store: Store, job_id: int, progress: float | None, message: str | None)
     return bool(row and row[0])
 
 
-def finish_job(store: Store, job_id: int, status: str, *, run_id: int | None = None,
+def finish_job(store: Store, job_id: int, status: str, *, result: dict | None = None,
                error: str | None = None, traceback: str | None = None,
                message: str | None = None) -> bool:
-    """Put a running job in its final state; False when it was no longer running."""
+    """Put a running job in its final state with its result; False when it was no longer
+    running. A result's ``run_id`` (the run an audit made) and ``dataset_id`` (the dataset an
+    ingest made) also fill those columns, so the job lists beside them."""
     if status not in FINAL_JOB_STATES:
         raise ValueError(f"final job status must be one of {FINAL_JOB_STATES}, not {status!r}")
+    result = result or {}
     with store.transaction() as con:
         row = con.execute(
-            "UPDATE jobs SET status = ?, run_id = coalesce(?, run_id), error = ?, traceback = ?, "
+            "UPDATE jobs SET status = ?, result = ?, run_id = coalesce(?, run_id), "
+            "dataset_id = coalesce(dataset_id, ?), error = ?, traceback = ?, "
             "message = coalesce(?, message), "
             "progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
             "finished_at = current_timestamp WHERE id = ? AND status = 'running' RETURNING id",
-            [status, run_id, error, traceback, message, status, job_id],
+            [status, json.dumps(result, sort_keys=True), result.get("run_id"),
+             result.get("dataset_id"), error, traceback, message, status, job_id],
         ).fetchone()
     return row is not None
 
@@ -128,6 +138,7 @@ def get_job(store: Store, job_id: int) -> dict:
         raise NotFoundError(f"no job {job_id}; list jobs with `python -m audit jobs`")
     job = dict(zip(JOB_FIELDS, row))
     job["config"] = json.loads(job["config"])
+    job["result"] = json.loads(job["result"]) if job["result"] else {}
     return job
 
 

@@ -196,12 +196,62 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE datasets ADD COLUMN dropped_decisions INTEGER;
         """,
     ),
+    (
+        8,
+        """
+        -- General job kinds (audit, ingest, export): `config` is the kind's JSON payload and
+        -- `result` the JSON its runner returned (an audit's run id, an ingest's dataset id, an
+        -- export's folder and counts). dataset_id is NULL for an ingest until it finishes.
+        ALTER TABLE jobs ADD COLUMN result VARCHAR;
+        """,
+    ),
+    (
+        9,
+        """
+        -- Named saved views of Explore, per dataset: `params` is a JSON object of the view's
+        -- URL parameters that differ from their defaults (filters, sort, page).
+        CREATE SEQUENCE saved_view_ids START 1;
+        CREATE TABLE saved_views (
+            id INTEGER PRIMARY KEY DEFAULT nextval('saved_view_ids'),
+            dataset_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            params VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            UNIQUE (dataset_id, name)
+        );
+        """,
+    ),
+    (
+        10,
+        """
+        -- Decision batches: every call that records decisions (one click, one bulk action)
+        -- shares one batch id, so a bulk action can be undone as one; an undo of a whole batch
+        -- names it in `undoes_batch`. Rows written before this migration have no batch.
+        CREATE SEQUENCE flag_batch_ids START 1;
+        ALTER TABLE flags ADD COLUMN batch_id BIGINT;
+        ALTER TABLE flags ADD COLUMN undoes_batch BIGINT;
+        """,
+    ),
+    (
+        11,
+        """
+        -- Each sample's nearest neighbours in a run's kNN graph (the embedding the run used),
+        -- nearest first, for "more like this".
+        CREATE TABLE run_neighbours (
+            run_id INTEGER NOT NULL,
+            sample_id VARCHAR NOT NULL,
+            neighbours VARCHAR[] NOT NULL,
+            distances FLOAT[] NOT NULL,
+            PRIMARY KEY (run_id, sample_id)
+        );
+        """,
+    ),
 ]
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
     """Bring the schema up to date; a read-only check when it already is (the common case)."""
-    if _current_version(con) == MIGRATIONS[-1][0]:
+    if _applied_count(con) == len(MIGRATIONS):
         return
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -221,11 +271,15 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
             raise
 
 
-def _current_version(con: duckdb.DuckDBPyConnection) -> int:
+def _applied_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many migrations the file has (all of them, in the common case; counted rather than
+    the highest number read, so a store that missed one in the middle is still brought up)."""
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchall()[0][0]
-    return schema_version(con) if exists else 0
+    if not exists:
+        return 0
+    return con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -113,6 +113,40 @@ def get_run(store: Store, run_id: int) -> dict:
     return dict(zip(names, row))
 
 
+# What a run records about each detector it ran (``runs.summary["detectors"]``), so export and
+# pages tell kinds of detectors apart by these facts, never by name (see Detector.facts).
+RUN_DETECTOR_FACTS = ("family", "suggests_labels", "belief")
+
+
+def recorded_facts(facts: dict) -> dict:
+    """The part of a detector's ``facts()`` a run records."""
+    return {key: facts.get(key) for key in RUN_DETECTOR_FACTS}
+
+
+def run_detector_facts(store: Store, run_id: int) -> dict[str, dict]:
+    """Detector name -> the recorded facts of each detector whose scores the run holds. A run
+    from before runs recorded them gets the facts its detectors declare today (a detector no
+    longer registered: no family, no label suggestions)."""
+    with store.transaction() as con:
+        row = con.execute("SELECT summary FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run {run_id}; list runs with `python -m audit jobs`")
+        scored = [r[0] for r in con.execute(
+            "SELECT DISTINCT detector FROM scores WHERE run_id = ? ORDER BY detector", [run_id]
+        ).fetchall()]
+    summary = json.loads(row[0]) if row[0] else {}
+    recorded = summary.get("detectors")
+    return recorded if recorded is not None else _facts_declared_now(scored)
+
+
+def _facts_declared_now(names: list[str]) -> dict[str, dict]:
+    from audit.detectors import catalogue
+
+    declared = {facts["name"]: facts for facts in catalogue()}
+    return {name: recorded_facts(declared.get(name, {"suggests_labels": False}))
+            for name in names}
+
+
 def latest_finished_run(store: Store, dataset_id: int) -> int | None:
     """The newest succeeded run of a dataset, or None when it has none."""
     with store.transaction() as con:

@@ -1,7 +1,7 @@
 """Datasets: every dataset with its size, splits, classes, last run and flagged samples; add a
-dataset from a folder or manifest (or a new version of one); start an audit with chosen options
-(run by a background worker, followed on the Jobs page); delete a dataset, confirmed by typing
-its name."""
+dataset from a folder or manifest (or a new version of one), as an ingest job followed in place;
+start an audit with chosen options (run by a background worker, followed on the Jobs page);
+delete a dataset, confirmed by typing its name."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import streamlit as st
 
 from audit.corrections import WHAT_DECISIONS_DO
 from audit import dataset_lifecycle
-from audit.datasets import ingest
 from audit.detectors import catalogue
 from audit.embedders import EMBEDDER_CHOICES as EMBEDDERS
 from audit.store.datasets import get_dataset
-from dashboard import context, data
+from dashboard import context, data, job_progress
 from dashboard.errors import reported
 from dashboard.run_to_run import compare_previous_button
-from jobs.queue import enqueue_audit
+from dashboard.widgets import plain
+from jobs.queue import enqueue_audit, enqueue_ingest
 
-
+INGEST_JOB_KEY = "ingest_job"
 
 def main() -> None:
     view = context.view()
@@ -46,8 +46,9 @@ OUTCOME_KEY = "datasets_outcome"
 
 def _show_outcome() -> None:
     """What the last add or delete said, kept across the rerun that refreshed the table."""
+    shown = {"warning": st.warning, "error": st.error, "success": st.success}
     for kind, text in st.session_state.pop(OUTCOME_KEY, []):
-        (st.warning if kind == "warning" else st.success)(text)
+        shown[kind](plain(text))
 
 
 def _keep_outcome(kind: str, text: str) -> None:
@@ -75,14 +76,21 @@ def _add_dataset(view: context.View) -> None:
                  "unchanged files (same path, label and content) are carried over.")
         if st.form_submit_button("Add"):
             with reported():
-                bar = st.progress(0.0, text="reading images")
-                dataset_id = ingest(view.store, Path(source.strip()), view.settings,
-                                    name=name.strip() or None,
-                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-                                    new_version=new_version)
-                _keep_lineage(view, dataset_id)
-                st.toast(f"Added dataset {dataset_id}.")
-                st.rerun()
+                job_progress.start(INGEST_JOB_KEY, enqueue_ingest(
+                    view.store, view.settings, Path(source.strip()), name=name.strip() or None,
+                    new_version=new_version))
+    job_progress.follow(view, INGEST_JOB_KEY, lambda job: _ingest_ended(view, job))
+
+
+def _ingest_ended(view: context.View, job: dict) -> None:
+    """What the ingest job made (kept for the rerun that refreshes the table), or why not."""
+    if job["status"] != "succeeded":
+        _keep_outcome("error" if job["status"] == "failed" else "warning",
+                      job["error"] or f"job {job['id']} was {job['status']}")
+        return
+    dataset = get_dataset(view.store, int(job["result"]["dataset_id"]))
+    _keep_outcome("success", f"Added dataset {dataset.name!r} (id {dataset.id}).")
+    _keep_lineage(view, dataset.id)
 
 
 def _start_audit(view: context.View, datasets) -> None:

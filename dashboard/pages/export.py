@@ -1,7 +1,7 @@
 """Export: choose the run, splits, rules and format; preview what would be removed,
 relabelled, weighted and kept per split, rule and class (the same preview
-``python -m audit export --dry-run`` prints); write the cleaned dataset and download it as a
-zip. The automatic rules act only on the splits chosen under "Automatic rules act on" (train
+``python -m audit export --dry-run`` prints); write the cleaned dataset (an export job that the
+background worker runs, followed in place) and download it as a zip. The automatic rules act only on the splits chosen under "Automatic rules act on" (train
 by default); the page says so above the preview.
 
 The preview is cached per store version and rules, and the zip is built only when the user
@@ -14,15 +14,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from audit.export import FORMATS, ExportRules, export_dataset
+from audit.export import FORMATS, ExportRules
 from audit.export.archive import folder_bytes, zipped
 from audit.export.rules import DEFAULT_AUTO_SPLITS, ENGINE_CONFIDENCE
-from dashboard import context, data
+from dashboard import context, data, job_progress
 from dashboard.errors import reported
 from dashboard.widgets import plain
+from jobs.queue import enqueue_export
 
 DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024
 DONE_KEY = "export_done"
+EXPORT_JOB_KEY = "export_job"
 RULES = {"decisions": "Reviewed decisions only",
          "flagged": "Also drop every example flagged by the chosen detectors"}
 SUGGESTIONS = {"off": "Off",
@@ -82,7 +84,7 @@ def _rules(view: context.View) -> ExportRules:
 
 def _suggestions() -> float | str | None:
     """apply_suggested: off, the engine's confident-learning threshold, or a number."""
-    choice = st.radio("Relabel label_issue flags with their suggested label",
+    choice = st.radio("Relabel flagged examples to their suggested label (as Explore shows it)",
                       list(SUGGESTIONS), format_func=SUGGESTIONS.get, key="export_suggested",
                       horizontal=True)
     minimum = st.slider("Minimum suggestion confidence", 0.5, 1.0, 0.9, 0.01,
@@ -99,14 +101,24 @@ def _export(view: context.View, rules: ExportRules, fmt: str) -> None:
                                  "nothing else is replaced; any other file stops the export.")
     if st.button("Export", type="primary", key="export_go"):
         with reported():
-            bar = st.progress(0.0, text="writing")
-            result = export_dataset(view.store, view.settings, view.dataset_id, Path(out_dir), fmt,
-                                    rules, overwrite=overwrite,
-                                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-            st.success(result.summary())
-            st.session_state[DONE_KEY] = (str(result.out_dir), folder_bytes(result.out_dir))
+            job_progress.start(EXPORT_JOB_KEY, enqueue_export(
+                view.store, view.settings, view.dataset_id, Path(out_dir), fmt, rules.to_dict(),
+                overwrite=overwrite))
+            st.session_state.pop(DONE_KEY, None)
+    job_progress.follow(view, EXPORT_JOB_KEY, _export_ended)
     if DONE_KEY in st.session_state:
-        _download(*st.session_state[DONE_KEY])
+        summary, out, size = st.session_state[DONE_KEY]
+        st.success(plain(summary))
+        _download(out, size)
+    elif ended := job_progress.ended(EXPORT_JOB_KEY):
+        job_progress.show_failure(ended)
+
+
+def _export_ended(job: dict) -> None:
+    """Remember a finished export (its size measured once), for the download button."""
+    if job["status"] == "succeeded":
+        out = job["result"]["out_dir"]
+        st.session_state[DONE_KEY] = (job["result"]["summary"], out, folder_bytes(Path(out)))
 
 
 def _download(out_dir: str, size: int) -> None:

@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import context, data, run_to_run
+from dashboard import context, data, run_to_run, sample_set
 from dashboard.widgets import chart_text
 
 BINS = 20
@@ -105,35 +105,50 @@ def _label_matrix(view: context.View) -> None:
     st.plotly_chart(figure, key="label_matrix")
 
 
+COLOURINGS = {"class": "given label", "flagged": "flagged or not", "worst_score": "worst score",
+              "decision": "your decision"}
+
+
 def _embedding_map(view: context.View) -> None:
     st.subheader("Map of the embeddings")
+    st.caption("Samples near each other have similar embeddings (t-SNE, see audit/two_d_map.py); "
+               "a sample inside another class's group is worth a look.")
     points = data.map_points(view.store, view.run_id, MAP_POINTS)
     if points.empty:
         st.caption("This run stored no 2-D map.")
         return
-    points["label"] = points["label"].map(chart_text)
-    points["flagged"] = points["issue_count"].gt(0).map({True: "flagged", False: "not flagged"})
-    figure = px.scatter(points, x="map_x", y="map_y", color="flagged", custom_data=["sample_id"],
-                        hover_data=["label", "split", "issue_count"],
-                        color_discrete_map={"flagged": "#e45756", "not flagged": "#9ecae9"})
+    colour = st.segmented_control("Colour by", list(COLOURINGS), format_func=COLOURINGS.get,
+                                  default="class", key="map_colour") or "class"
+    points = _with_colour_columns(view, points)
+    figure = px.scatter(points, x="map_x", y="map_y", color=colour, custom_data=["sample_id"],
+                        hover_data=["label", "split", "issue_count", "suggested", "decision"],
+                        color_continuous_scale="RdYlBu",
+                        color_discrete_map={"flagged": "#e45756", "not flagged": "#9ecae9",
+                                            "undecided": "#d0d0d0"})
     figure.update_traces(marker_size=5)
     event = st.plotly_chart(figure, key="embedding_map", on_select="rerun",
                             selection_mode=("box", "lasso"))
     picked = _picked_ids(event)
     if picked and st.button(f"Show the {len(picked)} selected samples in Explore",
                             key="map_to_explore", type="primary"):
-        open_in_explore(picked)
+        sample_set.show_in_explore(picked, "selected on the Insights map")
+
+
+def _with_colour_columns(view: context.View, points):
+    """The columns the map colours and hovers by, every dataset string made chart-safe."""
+    decisions = data.standing_decisions(view.store, view.key, view.dataset_id)
+    decided = dict(zip(decisions["sample_id"], decisions["action"]))
+    return points.assign(
+        label=points["label"].map(chart_text),
+        suggested=points["suggested_label"].fillna("").map(chart_text),
+        **{"class": points["label"].map(chart_text),
+           "flagged": points["issue_count"].gt(0).map({True: "flagged", False: "not flagged"}),
+           "decision": points["sample_id"].map(decided).fillna("undecided")})
 
 
 def _picked_ids(event) -> list[str]:
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     return [str(p["customdata"][0]) for p in points if p.get("customdata")]
-
-
-def open_in_explore(sample_ids: list[str]) -> None:
-    """Hand a set of samples to Explore (shown there until cleared) and go there."""
-    st.session_state["map_selection"] = list(sample_ids)
-    context.switch_page("pages/explore.py")
 
 
 main()

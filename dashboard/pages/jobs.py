@@ -1,6 +1,6 @@
-"""Jobs: the audit queue and its history with live progress, one job's log and failure
-reason, cancel, and rerun with the same or a changed config. The page only enqueues and reads;
-a background worker does the work (``jobs``)."""
+"""Jobs: the queue and its history (audits, ingests, exports) with live progress, one job's log,
+result and failure reason, cancel, and rerun of an audit with the same or a changed config. The
+page only enqueues and reads; a background worker does the work (``jobs``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dashboard.errors import reported
 from dashboard.run_to_run import compare_previous_button
 from dashboard.widgets import plain
 from audit.corrections import WHAT_DECISIONS_DO
+from jobs.kinds import AUDIT
 from jobs.queue import get_job, job_log, list_jobs, request_cancel, rerun
 
 REFRESH = "2s"
@@ -58,6 +59,8 @@ def _job_detail(view: context.View, job_id: int) -> None:
     job = get_job(view.store, job_id, settings=view.settings)
     status = f"{job['status']}: {job['message'] or ''}"
     st.progress(float(job["progress"] or 0.0), text=plain(status))
+    if job["status"] == "succeeded":
+        st.caption(plain(_result_text(job)))
     if job["error"]:
         st.error(plain(job["error"]), icon=":material/error:")
     if job["traceback"]:
@@ -65,9 +68,18 @@ def _job_detail(view: context.View, job_id: int) -> None:
             st.code(job["traceback"], language=None)
     with st.expander("Log", expanded=job["status"] in ACTIVE):
         st.code("\n".join(job_log(view.store, job_id)) or "(empty)", language=None)
-    # read afresh: the button appears as soon as a rerun of this dataset finishes
-    compare_previous_button(view.store, data.version(view.store), job["dataset_id"],
-                            "job_compare")
+    if job["kind"] == AUDIT:
+        # read afresh: the button appears as soon as a rerun of this dataset finishes
+        compare_previous_button(view.store, data.version(view.store), job["dataset_id"],
+                                "job_compare")
+
+
+def _result_text(job: dict) -> str:
+    """What a finished job made, in words (an export's summary, an audit's run, ...)."""
+    result = job["result"]
+    if "summary" in result:
+        return f"{result['summary']} (in {result['out_dir']})"
+    return ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in result.items())
 
 
 def _actions(view: context.View, job_id: int) -> None:
@@ -76,6 +88,8 @@ def _actions(view: context.View, job_id: int) -> None:
     if cols[0].button("Cancel", key="job_cancel", disabled=job["status"] not in ACTIVE):
         with reported():
             st.toast(f"job {job_id}: {request_cancel(view.store, job_id)}")
+    if job["kind"] != AUDIT:
+        return                  # an ingest or an export is started again from its page
     if cols[1].button("Rerun with the same config", key="job_rerun"):
         _rerun(view, job_id, {"use_decisions": st.session_state.get("job_rerun_decisions", True)})
     cols[2].checkbox("Start from the reviewed decisions", value=True, key="job_rerun_decisions",

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from audit.classes import class_order, parse_class_order
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import ConfigError, InputError
 from audit.config import AuditConfig
 from audit.plan import run_audit

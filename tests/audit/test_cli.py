@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -63,6 +62,7 @@ def test_ingest_then_list(subprocess_env, tmp_path) -> None:
     result = _cli(subprocess_env, "ingest", str(tmp_path / "ds"), "--name", "pets")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ingested 'pets' (id 1): 7 samples, 2 classes, 1 unreadable"
+    assert f"ingesting {tmp_path / 'ds'} (job 1)" in result.stderr   # a job, followed to its end
     listed = _cli(subprocess_env, "datasets").stdout.splitlines()
     assert listed[0].split() == ["id", "name", "version", "kind", "samples", "load_errors",
                                  "splits", "classes"]

@@ -1,5 +1,7 @@
 """Bad input at every entry point of ``python -m audit``: one line naming the problem and the
-fix, exit 2, never a traceback and never a hang (issue 14). Each case is a real subprocess."""
+fix, exit 2, never a traceback and never a hang (issue 14). Each case is a real subprocess.
+An ingest or export found wrong by its job (issue 13) ends the same way; the job's progress
+lines come before the error line on stderr, and stdout stays empty."""
 
 from __future__ import annotations
 
@@ -11,12 +13,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.lib import format as npy_format
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.reliability
@@ -158,8 +159,10 @@ def test_bad_input_is_one_line_and_exit_2(case, subprocess_env, good_dataset, tm
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0]
+    assert lines[-1].startswith("error: "), result.stderr
+    assert [line for line in lines if line.startswith("error")] == lines[-1:]
+    assert expected in lines[-1]
+    assert all(line.startswith(("job ", "ingesting ", "exporting ")) for line in lines[:-1])
     assert result.stdout == ""
 
 

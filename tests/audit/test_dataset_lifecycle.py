@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from audit.dataset_lifecycle import delete_dataset
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.embedders.cache import EmbeddingCache
 from audit.errors import InputError, NotFoundError
 from audit.store import jobs as job_store
@@ -28,6 +28,8 @@ from audit.store.datasets import get_dataset, list_datasets, samples_frame
 from audit.store.explore import ensure_explore_index
 from audit.store.exports import record_export
 from audit.store.flags import Decision, current_decisions, decision_log, record_decisions
+from audit.store.neighbours import write_neighbours
+from audit.store.saved_views import save_view
 from audit.thumbnails import GRID_SIZE, LARGE_SIZE, thumbnail, thumbnail_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +66,9 @@ def _scored_run(store, dataset_id: int) -> int:
                          index=samples.index)
     facts["sample_id"] = samples["sample_id"]
     run_store.write_run_samples(store, run_id, facts)
+    ids = samples["sample_id"].tolist()
+    nearest = np.array([[(i + 1) % len(ids)] for i in range(len(ids))])
+    write_neighbours(store, run_id, ids, nearest, np.zeros(nearest.shape))
     run_store.finish_run(store, run_id, "succeeded")
     ensure_explore_index(store, run_id)
     return run_id
@@ -110,9 +115,11 @@ def test_delete_removes_every_row_and_cached_file_of_the_dataset_but_no_image(
                                       Decision("dog/1.png", "relabel", "cat")])
     record_decisions(store, other_id, [Decision("cat/same.png", "keep")])
     record_export(store, pets_id, runs[0], str(tmp_path / "out"), "folder", {}, {})
+    save_view(store, pets_id, "flips", {"detector": "label_issue"})
+    save_view(store, other_id, "flips", {"page": 2})
     finished_job = job_store.insert_job(store, pets_id, "audit", {})
     job_store.claim_next_job(store, os.getpid(), socket.gethostname())
-    job_store.finish_job(store, finished_job, "succeeded", run_id=runs[1])
+    job_store.finish_job(store, finished_job, "succeeded", result={"run_id": runs[1]})
 
     pets_hashes = set(samples_frame(store, pets_id)["sha256"])
     other_hashes = set(samples_frame(store, other_id)["sha256"])
@@ -184,7 +191,7 @@ def test_the_command_line_asks_for_the_name_and_refuses_without_a_terminal(
     confirmed = _typed_at_terminal(subprocess_env, "pets\n")
     assert confirmed.returncode == 0, confirmed.stderr
     assert "Type the dataset's name to delete it" in confirmed.stdout
-    assert f"deleted dataset 'pets' (id 1): 5 samples" in confirmed.stdout
+    assert "deleted dataset 'pets' (id 1): 5 samples" in confirmed.stdout
     assert f"the files in {pets.resolve()} were not touched" in confirmed.stdout
     assert list_datasets(store).empty and len(_fingerprint(pets)) == 5
 

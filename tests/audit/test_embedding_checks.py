@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.embedders import Embedding, l2_normalise
 from audit.errors import InputError
 from audit.plan import run_audit

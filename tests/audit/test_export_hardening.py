@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import InputError
 from audit.export import ExportRules, export_dataset
 from audit.export.archive import folder_bytes, zipped

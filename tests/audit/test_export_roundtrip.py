@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.demo import generate_demo
 from audit.export import ExportRules, export_dataset
 from audit.settings import load_settings

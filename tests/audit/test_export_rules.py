@@ -14,7 +14,7 @@ import pytest
 
 from audit.errors import ConfigError, NotFoundError
 from audit.export import ExportRules, plan_export, preview_export
-from audit.export.plan import duplicate_members
+from audit.export.outcomes import duplicate_members
 from audit.export.rules import check_format, split_rule_text
 from audit.store.exports import duplicate_sets
 from audit.store.flags import Decision, record_decisions
@@ -145,7 +145,7 @@ def _duplicate_run(store, dataset_id: int) -> int:
 
 def test_duplicate_sets_join_through_set_ids_and_links(store, small) -> None:
     run_id = _duplicate_run(store, small)
-    members = duplicate_members(duplicate_sets(store, run_id))
+    members = duplicate_members(duplicate_sets(store, run_id, ["near_duplicate"]))
     assert dict(zip(members["sample_id"], members["set_id"])) == {
         "s00": "A", "s04": "A", "s06": "A", "s01": "B", "s05": "B", "s11": "B",
         "s03": "of s03", "s09": "of s03",
@@ -238,7 +238,8 @@ def test_rules_are_checked_against_the_store(store, small) -> None:
                                           r"\['image_quality', 'knn_label', 'label_issue', "
                                           r"'outlier', 'training_dynamics'\]"):
         plan_export(store, small, ExportRules(include_flagged=True, detectors=["nope"]))
-    with pytest.raises(ConfigError, match=f"run {run_id} has no near_duplicate scores"):
+    with pytest.raises(ConfigError, match=rf"run {run_id} has no scores from a duplicate "
+                                          r"detector \(near_duplicate\), which dedupe"):
         plan_export(store, small, ExportRules(dedupe=True))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.store.runs import create_run, finish_run, write_scores
 
 

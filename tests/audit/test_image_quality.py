@@ -53,7 +53,7 @@ def test_each_planted_problem_is_found_by_its_own_check(tmp_path):
                          widths=np.array([s[0] for s in sizes]),
                          heights=np.array([s[1] for s in sizes]),
                          load_image=lambda row: load_rgb(paths[row], 10**8))
-    frame = REGISTRY["image_quality"]().score(inputs, {}, quiet)
+    frame = REGISTRY["image_quality"]().run(inputs, {}, quiet)
     assert not frame["is_issue"][:NORMAL].any()
     for offset, name in enumerate(planted):
         detail = frame.iloc[NORMAL + offset]["details"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import InputError
 from audit.store.datasets import list_datasets, samples_frame
 

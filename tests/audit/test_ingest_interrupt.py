@@ -12,7 +12,7 @@ import time
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.store.datasets import get_dataset, list_datasets, samples_frame
 
 pytestmark = pytest.mark.reliability
@@ -21,7 +21,7 @@ IMAGES = 1024          # ingest reports progress every 256 images
 CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from audit.datasets import ingest
+    from audit.ingest import ingest
     from audit.settings import load_settings
     from audit.store import Store
 

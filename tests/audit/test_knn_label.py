@@ -25,7 +25,7 @@ def test_planted_flips_in_blobs_are_found():
     points, true = blobs(per_class=60, classes=3)
     noisy, flipped = flip(true, 9, 3)
     inputs = make_inputs(noisy, points)
-    frame = REGISTRY["knn_label"]().score(inputs, {}, quiet)
+    frame = REGISTRY["knn_label"]().run(inputs, {}, quiet)
     precision, recall = precision_recall(frame["is_issue"].to_numpy(), flipped)
     assert precision >= 0.9 and recall >= 0.9
     assert set(np.argsort(frame["score"].to_numpy())[:9]) == set(flipped)
@@ -43,7 +43,7 @@ def test_scores_never_tie_when_every_neighbour_disagrees():
     distances = np.array([[0.1, 0.2], [0.3, 0.5], [0.3, 0.5], [0.1, 0.1], [0.1, 0.1], [0.1, 0.1]])
     probs = np.array([[0.3, 0.7], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8], [0.2, 0.8], [0.2, 0.8]])
     inputs = make_inputs(labels, pred_probs=probs, knn=KnnGraph(indices, distances))
-    frame = REGISTRY["knn_label"]().score(inputs, {}, quiet)
+    frame = REGISTRY["knn_label"]().run(inputs, {}, quiet)
     first_three = frame["score"].to_numpy()[:3]
     assert len(set(np.round(first_three, 9))) == 3
     assert first_three[0] < first_three[1] < first_three[2]   # nearer disagreement, then prior

@@ -41,7 +41,7 @@ def test_top_classes_lists_the_three_most_probable():
 def test_detector_suggests_the_true_class_with_its_confidence():
     given, probs, true = planted_probs()
     inputs = make_inputs(given, pred_probs=probs)
-    frame = REGISTRY["label_issue"]().score(inputs, {}, quiet)
+    frame = REGISTRY["label_issue"]().run(inputs, {}, quiet)
     assert frame["is_issue"].sum() == 2
     flagged = frame[frame["is_issue"]]
     assert list(flagged["sample_id"]) == ["s007", "s033"]

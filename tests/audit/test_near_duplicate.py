@@ -49,7 +49,7 @@ def test_planted_copies_and_identical_files_form_sets_with_leaks():
     sha = [f"h{i}" for i in range(n)]
     sha[100] = sha[7]
     inputs = make_inputs(np.concatenate([labels, labels[[5, 50]]]), x, splits=splits, sha256=sha)
-    frame = REGISTRY["near_duplicate"]().score(inputs, {}, quiet)
+    frame = REGISTRY["near_duplicate"]().run(inputs, {}, quiet)
     assert set(np.flatnonzero(frame["is_issue"])) == {5, 50, 7, 100, n - 2, n - 1}
     copy_of_50 = frame.iloc[n - 1]["details"]
     assert copy_of_50["duplicate_of"] == ["s050"] and copy_of_50["leak"] is True
@@ -126,7 +126,7 @@ def test_duplicate_scores_rank_hash_pairs_below_the_embedding_edge():
 
 def test_shifted_cropped_and_reencoded_copies_are_found_with_their_leaks(tmp_path):
     inputs = image_dataset(tmp_path, with_embeddings=True)
-    frame = REGISTRY["near_duplicate"]().score(inputs, {}, quiet)
+    frame = REGISTRY["near_duplicate"]().run(inputs, {}, quiet)
     assert set(np.flatnonzero(frame["is_issue"])) == planted_rows()
     for row, (kind, (seed, split)) in enumerate(PLANTED.items(), start=SCENES):
         detail = frame.iloc[row]["details"]
@@ -142,7 +142,7 @@ def test_pixels_alone_find_the_copies_and_skip_an_unreadable_image(tmp_path):
     inputs = image_dataset(tmp_path, with_embeddings=False, broken=True)
     detector = REGISTRY["near_duplicate"]()
     assert inputs.knn is None and detector.missing_requirements(inputs) is None
-    frame = detector.score(inputs, {}, quiet)
+    frame = detector.run(inputs, {}, quiet)
     assert set(np.flatnonzero(frame["is_issue"])) == planted_rows()
     assert frame.iloc[-1]["is_issue"] == False and frame.iloc[-1]["score"] == 1.0  # noqa: E712
     found = frame[frame["is_issue"]]["details"]
@@ -169,8 +169,8 @@ def test_distinct_handwritten_digits_are_not_paired_by_their_hashes():
               .resize((32, 32), Image.Resampling.BICUBIC) for r in rows]
     inputs = make_inputs(np.zeros(len(rows), dtype=np.int64), load_image=lambda r: images[r])
     detector = REGISTRY["near_duplicate"]()
-    flagged = np.flatnonzero(detector.score(inputs, {}, quiet)["is_issue"])
+    flagged = np.flatnonzero(detector.run(inputs, {}, quiet)["is_issue"])
     assert len(flagged) == 2
     assert np.abs(digits.images[rows[flagged[0]]] - digits.images[rows[flagged[1]]]).sum() <= 16
-    uncalibrated = detector.score(inputs, {"hash_z": 0.0}, quiet)
+    uncalibrated = detector.run(inputs, {"hash_z": 0.0}, quiet)
     assert uncalibrated["is_issue"].sum() > 50

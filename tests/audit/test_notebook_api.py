@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import InputError
 from audit.notebook import audit_dataframe
 from tests.conftest import PROJECT_ROOT

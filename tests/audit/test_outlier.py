@@ -31,7 +31,7 @@ def test_planted_far_points_are_the_outliers():
     far = l2_normalise(np.random.default_rng(5).normal(size=(4, 16)))
     x = np.concatenate([points, far]).astype(np.float32)
     all_labels = np.concatenate([labels, [0, 1, 2, 0]])
-    frame = REGISTRY["outlier"]().score(make_inputs(all_labels, x), {}, quiet)
+    frame = REGISTRY["outlier"]().run(make_inputs(all_labels, x), {}, quiet)
     planted = np.arange(180, 184)
     precision, recall = precision_recall(frame["is_issue"].to_numpy(), planted)
     assert recall == 1.0 and precision >= 0.8

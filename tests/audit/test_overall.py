@@ -58,9 +58,9 @@ def test_planted_flips_are_ranked_first_and_flagged_in_number():
     probs[np.arange(240), true] = 0.8
     inputs = make_inputs(noisy, points, pred_probs=probs)
     for name in ("label_issue", "knn_label"):
-        inputs.prior_scores[name] = REGISTRY[name]().score(inputs, {}, quiet)
+        inputs.prior_scores[name] = REGISTRY[name]().run(inputs, {}, quiet)
     detector = REGISTRY["overall"]()
-    frame = detector.score(inputs, {}, quiet)
+    frame = detector.run(inputs, {}, quiet)
     assert set(np.argsort(frame["score"].to_numpy())[:12]) == set(flipped)
     assert abs(int(frame["is_issue"].sum()) - 12) <= 2
     assert detector.summary["estimated_label_errors"] == int(frame["is_issue"].sum())
@@ -84,7 +84,7 @@ def test_manual_weights_and_threshold_align_by_sample_id():
     detector = REGISTRY["overall"]()
     assert detector.missing_requirements(inputs) is None
     params = {"weights": {"label_issue": 1.0, "knn_label": 1.0}, "threshold": 0.2}
-    frame = detector.score(inputs, params, quiet)
+    frame = detector.run(inputs, params, quiet)
     assert np.allclose(frame["score"], [0.075, 0.15, 0.9])
     assert frame["is_issue"].tolist() == [True, True, False]
     first = frame.iloc[0]["details"]
@@ -98,7 +98,7 @@ def test_in_sample_signals_do_not_weigh_in_when_a_held_out_one_ran():
     ids = inputs.sample_ids
     inputs.prior_scores["label_issue"] = prior(ids, [0.9, 0.8, 0.2, 0.7], [False] * 4)
     inputs.prior_scores["training_dynamics"] = prior(ids, [0.99] * 4, [False] * 4)
-    frame = REGISTRY["overall"]().score(inputs, {}, quiet)
+    frame = REGISTRY["overall"]().run(inputs, {}, quiet)
     assert np.allclose(frame["score"], [0.9, 0.8, 0.2, 0.7])
 
 
@@ -120,9 +120,9 @@ def test_strong_supplied_pred_probs_are_not_diluted_by_weak_embeddings():
     inputs = make_inputs(noisy, noise / np.linalg.norm(noise, axis=1, keepdims=True),
                          pred_probs=probs)
     for name in ("label_issue", "knn_label"):
-        inputs.prior_scores[name] = REGISTRY[name]().score(inputs, {}, quiet)
+        inputs.prior_scores[name] = REGISTRY[name]().run(inputs, {}, quiet)
     detector = REGISTRY["overall"]()
-    frame = detector.score(inputs, {}, quiet)
+    frame = detector.run(inputs, {}, quiet)
     truth = np.isin(np.arange(1200), flipped)
     auroc = {name: roc_auc_score(truth, -inputs.prior_scores[name]["score"])
              for name in ("label_issue", "knn_label")}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.embedders import auto_choice
 from audit.detectors.base import REGISTRY, Detector, result_frame
 from audit.errors import Cancelled, ConfigError, InputError
@@ -26,6 +26,7 @@ FLIPPED = ["r03", "r11", "b07"]
 
 class AgreeDetector(Detector):
     name = "t_agree"
+    family, suggests_labels, belief = "label", True, "held_out"
     requires = frozenset({"knn", "labels"})
     params = {"threshold": 0.5}
 
@@ -37,6 +38,7 @@ class AgreeDetector(Detector):
 
 class ConfidenceDetector(Detector):
     name = "t_confidence"
+    family = "label"
     requires = frozenset({"pred_probs", "labels"})
 
     def score(self, inputs, params, progress):
@@ -46,6 +48,7 @@ class ConfidenceDetector(Detector):
 
 class CombinedDetector(Detector):
     name = "t_combined"
+    family = "outlier"
     after = ("t_agree", "t_confidence")
 
     def score(self, inputs, params, progress):
@@ -55,6 +58,7 @@ class CombinedDetector(Detector):
 
 class BoomDetector(Detector):
     name = "t_boom"
+    family = "quality"
 
     def score(self, inputs, params, progress):
         raise RuntimeError("boom on purpose")
@@ -62,6 +66,7 @@ class BoomDetector(Detector):
 
 class CaptionDetector(Detector):
     name = "t_captions"
+    family = "consistency"
     requires = frozenset({"captions"})
 
 
@@ -170,7 +175,13 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     assert summary["pred_probs"]["source"] == "cross-fitted mlp probe, 5 folds"
     assert 0.5 < summary["pred_probs"]["agreement_with_labels"] <= 1.0
     assert {"load", "embed", "probe", "knn", "detector:t_agree"} <= set(json.loads(run["timings"]))
-    assert json.loads(run["versions"])["torch"] and run["code_version"]
+    versions = json.loads(run["versions"])
+    assert versions["torch"] and versions["duckdb"] and versions["python"] and run["code_version"]
+    assert summary["detectors"] == {
+        "t_agree": {"family": "label", "suggests_labels": True, "belief": "held_out"},
+        "t_combined": {"family": "outlier", "suggests_labels": False, "belief": None},
+        "t_confidence": {"family": "label", "suggests_labels": False, "belief": None}}
+    assert runs.run_detector_facts(store, run_id) == summary["detectors"]
     assert any(m.startswith("skipped t_boom: failed: RuntimeError") for m in messages)
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 

@@ -11,7 +11,7 @@ import pytest
 
 from audit.cli import _config_overrides, build_parser
 from audit.corrections import reviewed_corrections
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.detectors.training_dynamics import HeadConfig, training_dynamics
 from audit.plan import run_audit
 from audit.probe import cross_fit_probe

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import ConfigError, NotFoundError
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame

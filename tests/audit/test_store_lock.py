@@ -134,13 +134,13 @@ def test_another_sieve_process_is_waited_for_within_lock_timeout(created: Store,
             pass
 
 
-def _write_during_an_outside_lock(context) -> int:
+def _write_during_an_outside_lock(context) -> dict:
     """A job stage that writes while a program outside Sieve holds the file for a while."""
     holder = hold_store(context.store.path, seconds=3)
     run_id = create_run(context.store, context.dataset_id, context.config, job_id=context.job_id)
     assert holder.releasing.exists()                  # the write waited for the release
     finish_run(context.store, run_id, "succeeded")
-    return run_id
+    return {"run_id": run_id}
 
 
 def test_a_running_audit_waits_out_an_outside_lock(created: Store, settings, monkeypatch) -> None:

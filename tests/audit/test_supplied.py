@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.errors import InputError
 from audit.plan import run_audit
 from audit.store import runs

@@ -31,7 +31,7 @@ def test_threshold_groups_are_disjoint_and_sized_n_over_k_plus_one():
 def test_planted_flips_have_the_smallest_area_under_the_margin():
     points, true = blobs(per_class=80, classes=3, dim=16, spread=0.6)
     noisy, flipped = flip(true, 12, 3)
-    frame = REGISTRY["training_dynamics"]().score(make_inputs(noisy, points), {}, quiet)
+    frame = REGISTRY["training_dynamics"]().run(make_inputs(noisy, points), {}, quiet)
     truth = np.isin(np.arange(len(noisy)), flipped)
     assert roc_auc_score(truth, -frame["score"]) > 0.97
     precision, recall = precision_recall(frame["is_issue"].to_numpy(), flipped)
@@ -43,19 +43,19 @@ def test_planted_flips_have_the_smallest_area_under_the_margin():
 def test_same_seed_gives_the_same_scores():
     points, true = blobs(per_class=30, classes=2)
     inputs = make_inputs(true, points)
-    first = REGISTRY["training_dynamics"]().score(inputs, {"epochs": 4}, quiet)
-    second = REGISTRY["training_dynamics"]().score(inputs, {"epochs": 4}, quiet)
+    first = REGISTRY["training_dynamics"]().run(inputs, {"epochs": 4}, quiet)
+    second = REGISTRY["training_dynamics"]().run(inputs, {"epochs": 4}, quiet)
     assert np.array_equal(first["score"].to_numpy(), second["score"].to_numpy())
 
 
 def test_a_late_early_epoch_is_refused_with_the_fix():
     points, true = blobs(per_class=10, classes=2)
     with pytest.raises(ConfigError, match="early_epoch=9 must be between 1 and epochs=4"):
-        REGISTRY["training_dynamics"]().score(make_inputs(true, points),
+        REGISTRY["training_dynamics"]().run(make_inputs(true, points),
                                               {"epochs": 4, "early_epoch": 9}, quiet)
 
 
 def test_one_seed_still_scores_every_example():
     points, true = blobs(per_class=20, classes=2)
-    frame = REGISTRY["training_dynamics"]().score(make_inputs(true, points), {"seeds": 1}, quiet)
+    frame = REGISTRY["training_dynamics"]().run(make_inputs(true, points), {"seeds": 1}, quiet)
     assert frame["score"].notna().all() and len(frame) == 40

@@ -49,7 +49,7 @@ def test_hand_made_vectors_flag_the_wrong_label_and_the_wrong_caption():
     captions = ["my cat", "my cat", "my dog", "my cat", "a car"]   # row 4: wrong caption
     inputs = make_inputs(labels, class_names=["cat", "dog"], captions=captions,
                          clip=LookupEncoder(table, images))
-    frame = REGISTRY["vl_consistency"]().score(inputs, {}, quiet)
+    frame = REGISTRY["vl_consistency"]().run(inputs, {}, quiet)
     assert frame["is_issue"].tolist() == [False, False, False, True, True]
     assert frame.iloc[3]["details"]["suggested_label"] == "dog"
     assert frame.iloc[3]["score"] < 1e-6 and frame.iloc[2]["score"] == 1.0
@@ -80,7 +80,7 @@ def test_tiny_open_clip_runs_both_towers_for_real(tiny_clip):
     tiny_clip.image_embeddings = tiny_clip.encode_texts([f"a photo of a {names[c]}" for c in true])
     inputs = make_inputs(given, class_names=names, captions=captions[:5] + [captions[0]],
                          clip=tiny_clip)
-    frame = REGISTRY["vl_consistency"]().score(inputs, {}, quiet)
+    frame = REGISTRY["vl_consistency"]().run(inputs, {}, quiet)
     assert pixels.shape == (6, 32) and np.allclose(np.linalg.norm(pixels, axis=1), 1, atol=1e-4)
     label_scores = [d["label_score"] for d in frame["details"]]
     assert np.argmin(label_scores) == 4 and sorted(label_scores)[1] == 1.0

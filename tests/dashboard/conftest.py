@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.demo import generate_demo
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
+from tests.conftest import kill_workers_of
 
 DETECTORS = ["image_quality", "knn_label", "label_issue", "near_duplicate", "outlier",
              "overall", "training_dynamics", "vl_consistency"]
@@ -45,7 +48,7 @@ def demo_store_template(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def app_home(demo_store_template, tmp_path, monkeypatch) -> dict:
+def app_home(demo_store_template, tmp_path, monkeypatch):
     """A private data home holding a copy of the scored demo, set in the environment the way
     ``python -m audit serve`` sets it for the dashboard."""
     home = tmp_path / "home"
@@ -54,8 +57,20 @@ def app_home(demo_store_template, tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("AUDIT_DATA_HOME", str(home))
     monkeypatch.setenv("AUDIT_CONFIG", str(home / "absent.toml"))
     settings = load_settings()
-    return {**demo_store_template, "home": home, "settings": settings,
-            "store": Store.from_settings(settings)}
+    yield {**demo_store_template, "home": home, "settings": settings,
+           "store": Store.from_settings(settings)}
+    kill_workers_of(home)
+
+
+def run_until_job_ends(at: AppTest, job_key: str, deadline_s: float = 300) -> AppTest:
+    """Rerun the page until the job it queued under ``job_key`` has ended (a real worker runs
+    it); a generous deadline, so a busy machine only makes it slower."""
+    deadline = time.monotonic() + deadline_s
+    while job_key in at.session_state and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert job_key not in at.session_state, f"the job under {job_key!r} never ended"
+    return at
 
 
 def write_truth_run(store: Store, dataset_id: int, truth: dict) -> int:

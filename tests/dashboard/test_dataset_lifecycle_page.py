@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.store.datasets import get_dataset, list_datasets
 from audit.store.flags import Decision, current_decisions, record_decisions
-from tests.dashboard.conftest import APP
+from dashboard.widgets import plain
+from tests.dashboard.conftest import APP, run_until_job_ends
 
 TIMEOUT = 60
 
@@ -57,7 +58,7 @@ def test_delete_needs_the_typed_name_and_leaves_the_images(two_datasets, store):
     assert list_datasets(store)["name"].tolist() == ["pets", "birds"]
 
     at = _delete(at, pets.id, "pets")
-    assert any("deleted dataset 'pets' (id 1): 4 samples" in s.value for s in at.success)
+    assert any(plain("deleted dataset 'pets' (id 1): 4 samples") in s.value for s in at.success)
     assert list_datasets(store)["name"].tolist() == ["birds"]
     assert at.selectbox(key="delete_dataset_id").options == ["birds"]
     assert sorted(p.relative_to(two_datasets) for p in two_datasets.rglob("*.png")) == images
@@ -71,9 +72,11 @@ def test_a_new_version_from_the_page_carries_decisions(two_datasets, store):
     at.text_input[1].input("pets")
     at.checkbox(key="add_new_version").check()
     next(b for b in at.button if b.label == "Add").click().run()
+    run_until_job_ends(at, "ingest_job")
     assert not at.exception, [e.value for e in at.exception]
-    assert any("'pets' is now version 2 (id 3)" in s.value and "unchanged files: 1; dropped "
-               "(file changed or gone): 1" in s.value for s in at.success), at.success
+    assert any(plain("'pets' is now version 2 (id 3)") in s.value and plain(   # shown escaped
+        "unchanged files: 1; dropped (file changed or gone): 1") in s.value
+        for s in at.success), at.success
     assert current_decisions(store, 3)["sample_id"].tolist() == ["cat/0.png"]
     assert list_datasets(store)["name"].tolist() == ["pets@v1", "birds", "pets"]
 
@@ -83,5 +86,6 @@ def test_adding_a_folder_twice_shows_the_warning(two_datasets):
     at.text_input[0].input(str(two_datasets / "birds"))
     at.text_input[1].input("birds again")
     next(b for b in at.button if b.label == "Add").click().run()
+    run_until_job_ends(at, "ingest_job")
     assert not at.exception, [e.value for e in at.exception]
-    assert any("already ingested as dataset 'birds' (id 2)" in w.value for w in at.warning)
+    assert any(plain("already ingested as dataset 'birds' (id 2)") in w.value for w in at.warning)

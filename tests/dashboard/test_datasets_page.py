@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.detectors import REGISTRY
 from tests.dashboard.conftest import APP
 

@@ -3,14 +3,12 @@ demo store."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from audit.errors import NotFoundError
 from audit.store import explore, insights, lookups
 from audit.store import runs as run_store
-from audit.store.flags import Decision, current_decisions, record_decisions
+from audit.store.flags import Decision, record_decisions
 
 
 def _page(home, **filters):
@@ -85,24 +83,6 @@ def test_decision_filters_follow_the_log_with_undo(app_home):
     relabelled = _page(app_home, decision="relabel").rows.iloc[0]
     assert (relabelled["decision"], relabelled["decision_label"]) == ("relabel", "zero")
     assert _page(app_home, decision="undecided").total == _page(app_home).total - 2
-
-
-@pytest.mark.reliability
-def test_standing_decisions_sql_agrees_with_current_decisions(app_home):
-    store, dataset_id = app_home["store"], app_home["dataset_id"]
-    chooser = random.Random(3)
-    ids = ["d0001", "d0002", "d0003", "d0004"]
-    for _ in range(60):
-        action = chooser.choice(["remove", "keep", "relabel", "undo", "undo"])
-        record_decisions(store, dataset_id, [Decision(chooser.choice(ids), action,
-                                                      "one" if action == "relabel" else None)])
-    expected = current_decisions(store, dataset_id).set_index("sample_id")
-    with store.transaction() as con:
-        got = con.execute(explore.STANDING_DECISIONS,
-                          {"dataset_id": dataset_id, "sample_ids": None}).df()
-    got = got.set_index("sample_id").sort_index()
-    assert list(got.index) == sorted(expected.index)
-    assert list(got["action"]) == list(expected.sort_index()["action"])
 
 
 def test_insights_numbers_match_the_planted_truth(app_home):

@@ -1,5 +1,6 @@
-"""The Export page after hardening (issue 14): "Replace" never deletes a file of yours, and the
-zip is built only when the download button is clicked, not on every rerun. Since issue 11 the
+"""The Export page after hardening (issue 14): "Replace" never deletes a file of yours, the export
+runs as a job in the background worker, and the zip is built only when the download button is
+clicked, not on every rerun. Since issue 11 the
 automatic rules act on train alone unless the user picks other splits, and the page says so."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from audit.export import ExportRules, split_rule_text
 from dashboard.widgets import plain
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, run_until_job_ends
 
 TIMEOUT = 60
 
@@ -45,6 +46,9 @@ def test_the_zip_is_built_on_click_not_on_rerun(app_home, tmp_path):
     at = _export_page()
     at.text_input(key="export_out").input(str(tmp_path / "out"))
     at.button(key="export_go").click().run()
+    run_until_job_ends(at, "export_job")            # the page's EXPORT_JOB_KEY: a real worker
+    assert (tmp_path / "out" / "sieve_export.json").is_file()
+    assert any(s.value.startswith("wrote ") for s in at.success), at.success
     at.checkbox(key="export_dedupe").check().run()
     assert not at.exception and not at.error, [e.value for e in at.exception]
     button = at.get("download_button")[0].proto

@@ -83,7 +83,7 @@ def _warnings(at: AppTest) -> str:
 
 def test_explore_opens_sorted_by_overall_worst_first(app_home):
     at = _open(app_home)
-    assert at.selectbox(key="f_sort").value == "overall"
+    assert at.selectbox(key="sort").value == "overall"
     expected = explore.explore_page(
         app_home["store"], app_home["dataset_id"], app_home["run_id"],
         explore.ExploreFilters(flagged_only=True, sort_by="overall"), page_size=48).rows
@@ -97,7 +97,7 @@ def test_a_run_without_overall_opens_on_the_worst_score(app_home):
     scores = truth_scores(_usable(app_home), app_home["truth"])
     _add_run(app_home, scores[scores["detector"] != "overall"])
     at = _open(app_home)
-    assert at.selectbox(key="f_sort").value == "worst"
+    assert at.selectbox(key="sort").value == "worst"
 
 
 def test_tied_scores_are_broken_by_the_mean_score_then_dataset_order(app_home):
@@ -165,7 +165,7 @@ def test_weak_signal_advice_shows_only_when_the_signal_is_weak(app_home):
 
 def test_cards_show_split_file_name_and_the_top_reason(app_home):
     at = _open(app_home)
-    at.selectbox(key="f_detector").set_value("label_issue")
+    at.selectbox(key="detector").set_value("label_issue")
     at = at.run()
     scores = run_store.scores_frame(app_home["store"], app_home["run_id"])
     flagged = scores[scores["is_issue"]].sort_values(["score", "detector"])

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from audit.demo import CLASS_NAMES
 from audit.store import jobs as job_store
 from audit.store.datasets import list_datasets
 from audit.store.flags import Decision, current_decisions, decision_log, record_decisions
-from tests.dashboard.conftest import APP
+from audit.store.neighbours import write_neighbours
+from dashboard.widgets import plain
+from tests.dashboard.conftest import APP, run_until_job_ends
 
 TIMEOUT = 60
 
@@ -48,7 +54,7 @@ def test_explore_opens_on_flagged_samples_with_images(app, app_home):
     flagged_total = _total(app)
     assert 0 < flagged_total < 300
     assert len(app.image) == 48 and len(_picks(app)) == 48
-    assert "label_issue" in app.selectbox(key="f_detector").options
+    assert "label_issue" in app.selectbox(key="detector").options
 
 
 def test_sidebar_says_which_detectors_the_run_skipped_and_why(app):
@@ -61,23 +67,23 @@ def test_sidebar_says_which_detectors_the_run_skipped_and_why(app):
 
 def test_explore_filters_narrow_the_grid(app, app_home):
     flips = app_home["truth"]["label_flip"]
-    _ok(app.selectbox(key="f_detector").set_value("label_issue").run())
+    _ok(app.selectbox(key="detector").set_value("label_issue").run())
     assert _total(app) == len(flips)
     assert set(_picks(app)) <= set(flips)
-    _ok(app.multiselect(key="f_classes").set_value(["five"]).run())
+    _ok(app.multiselect(key="class").set_value(["five"]).run())
     labels = _card_labels(app)
     assert labels and set(labels) == {"five"}
     assert _total(app) == sum(1 for t in flips.values() if t["given_label"] == "five")
-    _ok(app.text_input(key="f_search").set_value("no such sample anywhere").run())
+    _ok(app.text_input(key="search").set_value("no such sample anywhere").run())
     assert _total(app) == 0 and not _picks(app)
 
 
 def test_explore_pages_forward_and_back(app):
-    _ok(app.checkbox(key="f_flagged").uncheck().run())
+    _ok(app.checkbox(key="flagged").uncheck().run())
     assert _total(app) > 1700
     first_page = _picks(app)
     _ok(app.button(key="page_next").click().run())
-    assert app.session_state["explore_page"] == 2
+    assert app.session_state["page"] == 2
     second_page = _picks(app)
     assert len(second_page) == 48 and not set(first_page) & set(second_page)
     _ok(app.button(key="page_prev").click().run())
@@ -96,7 +102,7 @@ def test_bulk_decision_appends_one_row_per_picked_sample(app, app_home):
     assert sorted(log["sample_id"]) == sorted(chosen)
     assert set(log["action"]) == {"remove"} and set(log["note"]) == {"blurry scans"}
     assert not any(app.checkbox(key=f"pick|{s}").value for s in chosen)  # picks cleared
-    _ok(app.selectbox(key="f_decision").set_value("remove").run())
+    _ok(app.selectbox(key="decision").set_value("remove").run())
     assert _total(app) == 3 and sorted(_picks(app)) == sorted(chosen)
 
 
@@ -122,12 +128,13 @@ def test_a_decision_from_another_tab_shows_on_the_next_rerun(app, app_home):
 
 
 def test_map_selection_limits_explore(app, app_home):
-    app.session_state["map_selection"] = ["d0012", "d0068", "d0001"]
-    app.checkbox(key="f_flagged").uncheck()
-    _ok(app.run())
+    app.session_state["sample_set"] = {"ids": ["d0012", "d0068", "d0001"],
+                                       "why": "selected on the Insights map"}
+    _ok(app.run())                  # "Flagged only" is off while a chosen set is shown
     assert _total(app) == 3 and sorted(_picks(app)) == ["d0001", "d0012", "d0068"]
-    _ok(app.button(key="clear_map_selection").click().run())
-    assert _total(app) > 1700
+    assert app.checkbox(key="flagged").disabled
+    _ok(app.button(key="clear_sample_set").click().run())
+    assert 0 < _total(app) < 1700    # flagged only again
 
 
 # --- Example -------------------------------------------------------------------------------
@@ -135,6 +142,24 @@ def test_map_selection_limits_explore(app, app_home):
 def _open_example(app: AppTest, sample_id: str) -> AppTest:
     app.session_state["example_sample"] = sample_id
     return _ok(app.switch_page("pages/example.py").run())
+
+
+def test_more_like_this_opens_explore_on_the_nearest_samples(app, app_home):
+    """From an example, and from a selection: the samples and their kNN neighbours (written
+    here for the truth run as an audit writes them), flagged or not, until cleared."""
+    store, run_id = app_home["store"], app_home["run_id"]
+    ids = [f"d{i:04d}" for i in range(12)]
+    ring = np.array([[(i + 1) % 12, (i + 2) % 12] for i in range(12)])   # a ring of neighbours
+    write_neighbours(store, run_id, ids, ring, np.zeros((12, 2)))
+    at = _open_example(app, "d0003")
+    _ok(at.button(key="more_like_this").click().run())
+    assert sorted(_picks(at)) == ["d0003", "d0004", "d0005", "d0006", "d0007"]  # 2 hops
+    assert at.checkbox(key="flagged").disabled
+    assert any("most like d0003" in i.value for i in at.info)
+    at = _ok(at.switch_page("pages/explore.py").run())     # AppTest reruns the page it opened
+    assert _total(at) == 5
+    _ok(at.button(key="clear_sample_set").click().run())
+    assert _total(at) > 5
 
 
 def test_explore_open_button_leads_to_the_example(app):
@@ -189,6 +214,31 @@ def test_insights_draws_every_chart(app):
     assert summary.loc["overall", "issues"] == 0 and summary.loc["label_issue", "issues"] == 90
 
 
+def _map_traces(at: AppTest) -> dict[str, int]:
+    """The map's legend: each trace's name and how many points it draws."""
+    figure = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    return {trace["name"]: _length(trace["x"]) for trace in figure["data"]}
+
+
+def _length(values) -> int:
+    """A trace's point count; plotly writes numeric arrays as typed base64 (``bdata``)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).size
+    return len(values)
+
+
+def test_the_map_colours_by_class_flag_score_and_decision(app, app_home):
+    record_decisions(app_home["store"], app_home["dataset_id"], [Decision("d0012", "remove")])
+    at = _ok(app.switch_page("pages/insights.py").run())
+    by_class = _map_traces(at)
+    assert len(by_class) == len(CLASS_NAMES)                            # one colour per class
+    at = _ok(at.segmented_control(key="map_colour").set_value("decision").run())
+    assert _map_traces(at)["remove"] == 1
+    assert _map_traces(at)["undecided"] == sum(by_class.values()) - 1
+    at = _ok(at.segmented_control(key="map_colour").set_value("worst_score").run())
+    assert len(_map_traces(at)) == 1                                    # one continuous scale
+
+
 def test_datasets_lists_and_adds_a_folder(app, app_home, tmp_path):
     at = _ok(app.switch_page("pages/datasets.py").run())
     table = at.dataframe[0].value
@@ -201,6 +251,9 @@ def test_datasets_lists_and_adds_a_folder(app, app_home, tmp_path):
     at.text_input[0].input(str(tmp_path / "pets"))
     at.text_input[1].input("pets")
     _ok(at.button[0].click().run())
+    assert list_datasets(app_home["store"])["name"].tolist() == ["demo"]   # queued, not run here
+    _ok(run_until_job_ends(at, "ingest_job"))  # the page's INGEST_JOB_KEY
+    assert any(plain("Added dataset 'pets'") in s.value for s in at.success)   # escaped: a name
     datasets = list_datasets(app_home["store"]).set_index("name")
     assert datasets.loc["pets", "samples"] == 4 and datasets.loc["pets", "classes"] == 2
 
@@ -280,6 +333,7 @@ def test_export_page_writes_the_cleaned_dataset(app, app_home, tmp_path, fmt):
     out = tmp_path / f"cleaned-{fmt}"
     at.text_input(key="export_out").input(str(out))
     _ok(at.button(key="export_go").click().run())
+    _ok(run_until_job_ends(at, "export_job"))     # the page's EXPORT_JOB_KEY: a real worker
     provenance = json.loads((out / "sieve_export.json").read_text())
     assert provenance["format"] == fmt
     assert provenance["counts"]["total"] == {"before": int(preview["before"].sum()), "removed": 1,

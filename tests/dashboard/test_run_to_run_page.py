@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import jobs as job_store
@@ -114,7 +114,7 @@ def test_no_longer_flagged_shows_samples_no_detector_flags_any_more(app_home, re
     _ok(at.selectbox(key="compare_detector").set_value("label_issue").run())
     _ok(at.button(key="compare_open|no longer flagged").click().run())
     # "Flagged only" would hide them: it is off while the change is shown
-    assert at.checkbox(key="f_flagged").disabled
+    assert at.checkbox(key="flagged").disabled
     assert _total(at) == 2 and sorted(_picks(at)) == rerun["unflag"]
 
 

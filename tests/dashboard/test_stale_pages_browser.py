@@ -10,7 +10,7 @@ import re
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from audit.store import jobs as job_store
 from audit.store import runs as run_store
 from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
@@ -51,7 +51,7 @@ def _finish_job_with_a_run(store, dataset_id: int) -> None:
     job = job_store.claim_next_job(store, pid=1, host="another-host")
     run_id = run_store.create_run(store, dataset_id, {"detectors": []}, job_id=job["id"])
     run_store.finish_run(store, run_id, "succeeded")
-    job_store.finish_job(store, job["id"], "succeeded", run_id=run_id)
+    job_store.finish_job(store, job["id"], "succeeded", result={"run_id": run_id})
 
 
 def _open(page, url: str, title: str):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from audit.datasets import ingest
+from audit.ingest import ingest
 from tests.conftest import kill_group as _kill_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

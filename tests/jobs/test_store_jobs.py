@@ -46,10 +46,11 @@ def test_cancel_of_a_queued_job_is_immediate_and_final_states_stay(store):
 def test_a_job_ends_in_exactly_one_final_state(store):
     job_id = job_store.insert_job(store, 1, "audit", {})
     job_store.claim_next_job(store, pid=1, host="here")
-    assert job_store.finish_job(store, job_id, "succeeded", run_id=7, message="done")
+    assert job_store.finish_job(store, job_id, "succeeded", result={"run_id": 7}, message="done")
     assert not job_store.finish_job(store, job_id, "failed", error="late")
     job = job_store.get_job(store, job_id)
     assert (job["status"], job["run_id"], job["error"]) == ("succeeded", 7, None)
+    assert job["result"] == {"run_id": 7}
     assert job["progress"] == 1.0
     with pytest.raises(ValueError):
         job_store.finish_job(store, job_id, "running")

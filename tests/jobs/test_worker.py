@@ -29,23 +29,23 @@ def fast(settings):
     return dataclasses.replace(settings, heartbeat_s=0.05, device="cpu")
 
 
-def _succeed(context) -> int:
+def _succeed(context) -> dict:
     run_id = create_run(context.store, context.dataset_id, context.config, job_id=context.job_id)
     context.reporter.progress(0.5, "half")
     finish_run(context.store, run_id, "succeeded")
-    return run_id
+    return {"run_id": run_id}
 
 
-def _explode(context) -> int:
+def _explode(context) -> dict:
     create_run(context.store, context.dataset_id, context.config, job_id=context.job_id)
     raise RuntimeError("boom in the middle")
 
 
-def _missing_dataset(context) -> int:
+def _missing_dataset(context) -> dict:
     raise NotFoundError(f"no dataset {context.dataset_id}; it was deleted")
 
 
-def _wait_for_cancel(context) -> int:
+def _wait_for_cancel(context) -> dict:
     run_id = create_run(context.store, context.dataset_id, context.config, job_id=context.job_id)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -73,7 +73,10 @@ def test_failures_are_recorded_and_the_worker_takes_the_next_job(store, fast, ki
     assert jobs[1]["error"] == "no dataset 1; it was deleted"
     assert "unknown kind 'nope'" in jobs[2]["error"]
     assert get_run(store, 1)["status"] == "failed"           # the exploded job's run
-    assert (jobs[3]["run_id"], jobs[3]["progress"], jobs[3]["device"]) == (2, 1.0, "cpu")
+    assert (jobs[3]["run_id"], jobs[3]["progress"], jobs[3]["result"]) == (2, 1.0, {"run_id": 2})
+    # whose error it is: the CLI exits 2 and says "error: ..." for the user's to fix
+    assert [j["result"] for j in jobs[:3]] == [{"user_error": False}, {"user_error": True},
+                                               {"user_error": True}]
     assert get_run(store, 2)["status"] == "succeeded"
 
 
@@ -98,7 +101,7 @@ def test_a_stop_request_cancels_the_job_and_ends_the_worker(store, fast, kinds):
     worker.start()
     _wait_for_status(store, first, "running")
     stop.set()
-    worker.join(timeout=10)
+    worker.join(timeout=120)
     assert not worker.is_alive()
     assert job_store.get_job(store, first)["message"] == STOPPED_BY_SIGNAL
     assert job_store.get_job(store, first)["status"] == "cancelled"
@@ -112,12 +115,12 @@ def test_an_idle_worker_exits_and_withdraws_its_pid_file(store, fast, data_home)
     assert live_worker_pids(data_home) == []
 
 
-def test_cuda_asked_without_a_gpu_fails_the_job_clearly(store, fast, kinds):
+def test_cuda_asked_without_a_gpu_fails_the_audit_job_clearly(store, fast):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    job_id = job_store.insert_job(store, 1, "ok", {"device": "cuda"})
+    job_id = job_store.insert_job(store, 1, "audit", {"device": "cuda"})
     work(fast, once=True)
     assert "no CUDA GPU is visible" in job_store.get_job(store, job_id)["error"]
 

@@ -1,4 +1,5 @@
-"""The export plan: for every selected example, what the rules do with it and why.
+"""What the export rules do: for every selected example, its outcome (kept, removed,
+relabelled, weighted) and why (the export "plan").
 
 Pure functions over frames (no store, no files), so the preview and the export agree by
 construction. ``PRECEDENCE`` and ``WEIGHT_FORMULA`` below say how the rules combine; both
@@ -13,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from audit.datasets import SPLITS
+from audit.ingest import SPLITS
 from audit.export.rules import ExportRules
 
 PRECEDENCE = """\
@@ -25,11 +26,13 @@ PRECEDENCE = """\
 3. Automatic drops: flagged by a chosen detector (is_issue, or score < threshold), and
    train/test leakage on the chosen side ("test": members outside train; "train": members
    in train; an explicit choice, so it applies whatever auto_splits says).
-4. Suggested labels: a label_issue flag whose suggested_confidence reaches apply_suggested
-   (a number, or "auto": the confident-learning threshold of the suggested class) is
-   relabelled instead of dropped; that also answers the other flags about its label (the
-   label-noise detectors knn_label, training_dynamics and overall, and any detector whose
-   details suggest a label), while any other flag (outlier, image_quality ...) still drops it.
+4. Suggested labels: a flag with a suggested label (from a detector that suggests labels;
+   where several flag a sample, the one doubting its label most, as Explore shows) whose
+   suggested_confidence reaches apply_suggested (a number, or "auto": that detector's
+   confident-learning threshold of the suggested class) is relabelled instead of dropped;
+   that also answers the other flags about its label (the run's label-family detectors and
+   any detector whose details suggest a label), while any other flag (outliers, image
+   quality ...) still drops it.
 5. Near-duplicate sets: within a split, among the members still kept, the first in source
    order stays (or every member a person kept or relabelled); the others are dropped."""
 
@@ -40,7 +43,6 @@ set, else w_d = s_d if d flags the example and 1 if not. sample_weight = min ove
 examples relabelled by a suggestion get the suggestion's confidence. Splits outside
 auto_splits take no score weights (1 unless a person removed the example)."""
 
-LABEL_DETECTORS = ("label_issue", "knn_label", "training_dynamics", "overall")
 COUNT_COLUMNS = ["split", "label", "before", "kept", "removed", "relabelled", "relabelled_in",
                  "after", "weighted"]
 SPLIT_COLUMNS = ["split", "before", "removed", "relabelled", "weighted", "after", "written"]
@@ -56,8 +58,10 @@ class PlanInputs:
     decisions: pd.DataFrame     # current_decisions: sample_id, action, new_label, note
     flags: pd.DataFrame         # sample_id, detector, score, is_issue, suggests_label
     duplicates: pd.DataFrame    # sample_id, set_id, duplicate_of, leak
-    suggestions: pd.DataFrame   # sample_id, suggested_label, suggested_confidence, min_confidence
+    suggestions: pd.DataFrame   # sample_id, detector, suggested_label, suggested_confidence,
+                                # min_confidence
     rules: ExportRules
+    label_detectors: frozenset[str] = frozenset()   # the run's detectors of the label family
 
 
 def build_plan(inputs: PlanInputs) -> pd.DataFrame:
@@ -70,7 +74,8 @@ def build_plan(inputs: PlanInputs) -> pd.DataFrame:
     person = _plain_strings(inputs.decisions).set_index("sample_id").reindex(plan.index)
     suggested = _suggested_relabels(plan.loc[automatic], _plain_strings(inputs.suggestions),
                                     rules.apply_suggested)
-    flagged = _flag_reasons(plan.loc[automatic], flags, rules, suggested.index)
+    flagged = _flag_reasons(plan.loc[automatic], flags, rules, suggested.index,
+                            inputs.label_detectors)
     flagged = flagged.reindex(plan.index, fill_value="")
     leaked = _leak_reasons(plan, duplicates, rules.leakage)
     auto = _joined(flagged, leaked)
@@ -109,12 +114,12 @@ def _joined(first: pd.Series, second: pd.Series) -> pd.Series:
 # --- automatic drops -----------------------------------------------------------------------
 
 def _flag_reasons(plan: pd.DataFrame, flags: pd.DataFrame, rules: ExportRules,
-                  relabelled: pd.Index) -> pd.Series:
+                  relabelled: pd.Index, label_detectors: frozenset[str]) -> pd.Series:
     reasons = pd.Series("", index=plan.index, dtype=object)
     if not rules.include_flagged or flags.empty:
         return reasons
     hits = flags[_is_flagged(flags, rules.threshold) & flags["sample_id"].isin(plan.index)]
-    about_label = hits["suggests_label"].astype(bool) | hits["detector"].isin(LABEL_DETECTORS)
+    about_label = hits["suggests_label"].astype(bool) | hits["detector"].isin(label_detectors)
     fixed = about_label & hits["sample_id"].isin(relabelled)
     hits = hits[~fixed]
     texts = hits["detector"] + " (score " + hits["score"].map(_score_text) + ")"
@@ -164,16 +169,20 @@ def _suggested_relabels(plan: pd.DataFrame, suggestions: pd.DataFrame,
     return chosen[confident & differs]
 
 
-def confident_thresholds(self_confidence: pd.DataFrame, samples: pd.DataFrame) -> dict[str, float]:
-    """Confident learning's per-class threshold t_j: the mean self-confidence (label_issue's
-    score, the out-of-sample probability of the given label) of the samples labelled j
-    (cleanlab's ``get_confident_thresholds``). A suggestion of class j is confident when its
-    probability reaches t_j, the rule the engine's confident joint counts by."""
+def confident_thresholds(self_confidence: pd.DataFrame,
+                         samples: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Confident learning's per-class threshold t_j for each detector: the mean self-confidence
+    (its held-out score, the out-of-sample probability of the given label) of the samples
+    labelled j (cleanlab's ``get_confident_thresholds``). A suggestion of class j is confident
+    when its probability reaches its detector's t_j, the rule the confident joint counts by."""
     labels = _plain_strings(samples).set_index("sample_id")["label"]
     scored = _plain_strings(self_confidence).dropna(subset=["score"])
     given = labels.reindex(scored["sample_id"]).to_numpy()
-    means = scored["score"].astype(float).groupby(given).mean()
-    return {str(label): float(value) for label, value in means.items()}
+    means = scored["score"].astype(float).groupby([scored["detector"].to_numpy(), given]).mean()
+    thresholds: dict[str, dict[str, float]] = {}
+    for (detector, label), value in means.items():
+        thresholds.setdefault(str(detector), {})[str(label)] = float(value)
+    return thresholds
 
 
 def _apply_suggestions(plan: pd.DataFrame, suggested: pd.DataFrame) -> None:
