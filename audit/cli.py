@@ -363,7 +363,8 @@ def _queue_audit(store: Store, settings: Settings, dataset_id: int, config,
 
 
 def _add_jobs(commands) -> None:
-    cmd = commands.add_parser("jobs", help="list audit jobs, or show one job's log",
+    cmd = commands.add_parser("jobs", help="list jobs (audits, ingests, exports), or show one "
+                              "job's log",
                               description="List recent jobs with their status and progress.")
     cmd.add_argument("--log", type=int, metavar="ID", help="print the log of job ID")
     cmd.add_argument("--limit", type=_positive_int, default=20, help="how many jobs to list")

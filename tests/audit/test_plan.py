@@ -152,6 +152,9 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     assert run_id == run_id_box[0] and statuses == ["running"]
     run = runs.get_run(store, run_id)
     assert run["status"] == "succeeded"
+    with store.transaction() as con:      # indexed by the worker, not by the first page
+        assert con.execute("SELECT count(*) FROM explore_runs WHERE run_id = ?",
+                           [run_id]).fetchone()[0] == 1
     skipped, notes = json.loads(run["skipped"]), json.loads(run["notes"])
     assert "boom on purpose" in skipped["t_boom"] and "captions" in skipped["t_captions"]
     assert notes["samples"].startswith("1 of 31 samples")
