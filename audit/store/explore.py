@@ -304,12 +304,19 @@ class OrderPlace:
     total: int
 
 
-def place_in_order(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
-                   sample_id: str) -> OrderPlace:
-    """The sample's neighbours in exactly the order ``explore_page`` pages through."""
+def _page_clauses(store: Store, run_id: int, filters: ExploreFilters):
+    """The page query's WHERE and ORDER BY for these filters, with their parameters
+    (the run indexed first if it is not yet)."""
     detectors = ensure_explore_index(store, run_id)
     where, params = _where_clause(filters, detectors, run_id)
     order, order_params = _order_clause(filters, detectors)
+    return where, order, params, order_params
+
+
+def place_in_order(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
+                   sample_id: str) -> OrderPlace:
+    """The sample's neighbours in exactly the order ``explore_page`` pages through."""
+    where, order, params, order_params = _page_clauses(store, run_id, filters)
     with store.transaction() as con:
         row = con.execute(
             f"{_WITH_DECISIONS}SELECT previous, next, position, total FROM ("
@@ -330,9 +337,7 @@ def undecided_suggestions(store: Store, dataset_id: int, run_id: int,
                           filters: ExploreFilters) -> list[tuple[str, str]]:
     """(sample id, suggested label) of every sample matching the filters that has a suggested
     label (the one its cards show) and no standing decision, in Explore's order."""
-    detectors = ensure_explore_index(store, run_id)
-    where, params = _where_clause(filters, detectors, run_id)
-    order, order_params = _order_clause(filters, detectors)
+    where, order, params, order_params = _page_clauses(store, run_id, filters)
     with store.transaction() as con:
         rows = con.execute(
             f"{_WITH_DECISIONS}SELECT r.sample_id, r.suggested_label FROM explore_rows r "

@@ -27,6 +27,7 @@ from audit.store import Store
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from tests.conftest import kill_workers_of
+from tests.dashboard.server import PROJECT_ROOT, demo_copy_env, serving
 
 DETECTORS = ["image_quality", "knn_label", "label_issue", "near_duplicate", "outlier",
              "overall", "training_dynamics", "vl_consistency"]
@@ -60,6 +61,15 @@ def app_home(demo_store_template, tmp_path, monkeypatch):
     yield {**demo_store_template, "home": home, "settings": settings,
            "store": Store.from_settings(settings)}
     kill_workers_of(home)
+
+
+@pytest.fixture
+def served(demo_store_template, tmp_path):
+    """The scored demo served by ``python -m audit serve`` in its own process group (the
+    browser tests'; a test module may define its own)."""
+    home, env = demo_copy_env(demo_store_template, tmp_path)
+    with serving(env, PROJECT_ROOT) as url:
+        yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 
 
 def run_until_job_ends(at: AppTest, job_key: str, deadline_s: float = 300) -> AppTest:

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from audit.store import Store
 from audit.store.explore import ExploreFilters, default_sort, ensure_explore_index, explore_page
 from audit.store.flags import decision_log
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
 
@@ -19,13 +18,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
 ]
 
-
-@pytest.fixture
-def served(demo_store_template, tmp_path):
-    """The scored demo served by ``python -m audit serve`` in its own process group."""
-    home, env = demo_copy_env(demo_store_template, tmp_path)
-    with serving(env, PROJECT_ROOT) as url:
-        yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 
 
 def test_decide_in_the_browser_lands_in_the_store(served):

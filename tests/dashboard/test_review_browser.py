@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from audit.store import Store
 from audit.store.explore import ExploreFilters, default_sort, ensure_explore_index, explore_page
 from audit.store.flags import current_decisions, decision_log
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
 ]
 
-
-@pytest.fixture
-def served(demo_store_template, tmp_path):
-    home, env = demo_copy_env(demo_store_template, tmp_path)
-    with serving(env, PROJECT_ROOT) as url:
-        yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 
 
 def _first_two_of_explore(served) -> list[str]:

@@ -10,9 +10,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from audit.store import Store
 from audit.store.explore import ExploreFilters, explore_page
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS
 
 WAIT_MS = 90_000
 
@@ -21,12 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
 ]
 
-
-@pytest.fixture
-def served(demo_store_template, tmp_path):
-    home, env = demo_copy_env(demo_store_template, tmp_path)
-    with serving(env, PROJECT_ROOT) as url:
-        yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 
 
 def _card_caption(row) -> str:
