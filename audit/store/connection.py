@@ -181,3 +181,11 @@ def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
     with contextlib.suppress(duckdb.Error):
         con.rollback()
 
+
+def one_row(store: Store, sql: str, params: list) -> dict | None:
+    """The query's first row as a dict of its column names, or None."""
+    with store.transaction() as con:
+        cursor = con.execute(sql, params)
+        row = cursor.fetchone()
+        names = [column[0] for column in cursor.description]
+    return None if row is None else dict(zip(names, row))

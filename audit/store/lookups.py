@@ -9,7 +9,7 @@ import pandas as pd
 
 from audit.classes import class_order
 from audit.errors import NotFoundError
-from audit.store.connection import Store
+from audit.store.connection import Store, one_row
 
 
 # --- small lookups -------------------------------------------------------------------------
@@ -78,19 +78,16 @@ def dataset_overview(store: Store) -> pd.DataFrame:
 
 def sample_detail(store: Store, dataset_id: int, sample_id: str) -> dict:
     """One sample's stored fields plus its dataset's root folder."""
-    with store.transaction() as con:
-        cursor = con.execute(
-            "SELECT s.sample_id, s.row_index, s.split, s.path, s.label, s.caption, s.width, "
-            "s.height, s.sha256, s.load_error, s.extra, d.root FROM samples s "
-            "JOIN datasets d ON d.id = s.dataset_id WHERE s.dataset_id = ? AND s.sample_id = ?",
-            [dataset_id, sample_id],
-        )
-        row = cursor.fetchone()
-        names = [c[0] for c in cursor.description]
+    row = one_row(
+        store,
+        "SELECT s.sample_id, s.row_index, s.split, s.path, s.label, s.caption, s.width, "
+        "s.height, s.sha256, s.load_error, s.extra, d.root FROM samples s "
+        "JOIN datasets d ON d.id = s.dataset_id WHERE s.dataset_id = ? AND s.sample_id = ?",
+        [dataset_id, sample_id])
     if row is None:
         raise NotFoundError(
             f"dataset {dataset_id} has no sample {sample_id!r}; pick one in Explore")
-    return dict(zip(names, row))
+    return row
 
 
 def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
@@ -108,16 +105,11 @@ def sample_scores(store: Store, run_id: int, sample_id: str) -> pd.DataFrame:
 def sample_run_facts(store: Store, run_id: int, sample_id: str) -> dict | None:
     """The run's audited label, probe prediction, fold and map position for one sample, if
     stored."""
-    with store.transaction() as con:
-        cursor = con.execute(
-            "SELECT audited_label, fold, predicted_label, predicted_confidence, map_x, map_y "
-            "FROM run_samples "
-            "WHERE run_id = ? AND sample_id = ?",
-            [run_id, sample_id],
-        )
-        row = cursor.fetchone()
-        names = [c[0] for c in cursor.description]
-    return None if row is None else dict(zip(names, row))
+    return one_row(
+        store,
+        "SELECT audited_label, fold, predicted_label, predicted_confidence, map_x, map_y "
+        "FROM run_samples WHERE run_id = ? AND sample_id = ?",
+        [run_id, sample_id])
 
 
 def samples_by_ids(store: Store, dataset_id: int, sample_ids: list[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 
 from audit.errors import NotFoundError
-from audit.store.connection import Store
+from audit.store.connection import Store, one_row
 
 SCORE_COLUMNS = ["sample_id", "detector", "score", "is_issue", "details"]
 FINAL_RUN_STATES = ("succeeded", "failed", "cancelled")
@@ -104,13 +104,10 @@ def list_runs(store: Store, dataset_id: int) -> pd.DataFrame:
 
 
 def get_run(store: Store, run_id: int) -> dict:
-    with store.transaction() as con:
-        cursor = con.execute(_SELECT_RUN, [run_id])
-        row = cursor.fetchone()
-        names = [d[0] for d in cursor.description]
+    row = one_row(store, _SELECT_RUN, [run_id])
     if row is None:
         raise NotFoundError(f"no run {run_id}; list runs with `python -m audit jobs`")
-    return dict(zip(names, row))
+    return row
 
 
 # What a run records about each detector it ran (``runs.summary["detectors"]``), so export and
