@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,46 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
+WAIT_MS = 90_000   # a generous deadline for anything the page must show, on a busy machine
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_explore(browser, url: str, width: int = 1600, height: int = 1000):
+    """A new page on ``url`` (Explore), once its grid is drawn and still; returns the page."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.get_by_test_id("stMain").get_by_text("matching samples")).to_be_visible(
+        timeout=WAIT_MS)
+    wait_until_still(page)
+    return page
+
+
+def wait_until_still(page) -> None:
+    """Until the script's run has ended and every image has loaded: a click then lands on what
+    it aims at (while cards are still being drawn, the layout moves under the pointer)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=WAIT_MS)
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)",
+                           timeout=WAIT_MS)
+
+
+def keyed(scope, key: str):
+    """The element drawn for the widget with ``key`` (Streamlit marks it ``st-key-<key>``)."""
+    return scope.locator(".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip()))
 
 
 def demo_copy_env(demo_store_template: dict, tmp_path: Path) -> tuple[Path, dict]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, serving
+from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, serving
 
 # the address a user opens first, then every page (Streamlit sets a page icon only on the first)
 PAGES = ["", "explore", "example", "insights", "datasets", "jobs", "export"]
@@ -44,27 +44,23 @@ def _outside(url: str) -> bool:
 
 
 def test_pages_load_nothing_from_outside_and_use_the_callers_settings(served_from_a_folder):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     requested: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("websocket", lambda socket: requested.append(socket.url))
-            for name in PAGES:
-                page.goto(f"{served_from_a_folder}/{name}", wait_until="domcontentloaded")
-                sidebar = page.get_by_test_id("stSidebar")
-                expect(page.get_by_test_id("stMain")).to_be_visible(timeout=60_000)
-                expect(sidebar.get_by_text("Dataset", exact=True)).to_be_visible(timeout=60_000)
-                page.wait_for_load_state("networkidle", timeout=60_000)
-                if name == "datasets":
-                    k = page.get_by_label("Neighbours (k)")
-                    expect(k).to_have_value("7", timeout=30_000)  # audit.toml, not the default
-            icon = page.locator("link[rel~='icon']").first.get_attribute("href")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("websocket", lambda socket: requested.append(socket.url))
+        for name in PAGES:
+            page.goto(f"{served_from_a_folder}/{name}", wait_until="domcontentloaded")
+            sidebar = page.get_by_test_id("stSidebar")
+            expect(page.get_by_test_id("stMain")).to_be_visible(timeout=60_000)
+            expect(sidebar.get_by_text("Dataset", exact=True)).to_be_visible(timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
+            if name == "datasets":
+                k = page.get_by_label("Neighbours (k)")
+                expect(k).to_have_value("7", timeout=30_000)  # audit.toml, not the default
+        icon = page.locator("link[rel~='icon']").first.get_attribute("href")
     assert requested, "the browser recorded no request"
     assert [url for url in requested if _outside(url)] == []
     assert not _outside(icon if "//" in icon else f"{served_from_a_folder}/{icon}")

@@ -17,7 +17,7 @@ from audit.store import jobs as job_store
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from tests.dashboard.conftest import APP
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, demo_copy_env, serving
 from tests.dashboard.test_escaping import SCRIPT, _assert_inert, hostile  # noqa: F401
 
 TIMEOUT = 60
@@ -202,7 +202,7 @@ def test_a_hostile_class_stays_text_from_comparison_to_explore(hostile):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}")
 def test_from_a_finished_rerun_to_its_changes_in_a_real_browser(demo_store_template, tmp_path):
     """The Jobs button lives in a self-refreshing fragment; the whole path in Chromium."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     home, env = demo_copy_env(demo_store_template, tmp_path)
     store = Store.from_settings(load_settings(toml_path=tmp_path / "absent.toml",
@@ -210,24 +210,20 @@ def test_from_a_finished_rerun_to_its_changes_in_a_real_browser(demo_store_templ
     demo = {**demo_store_template, "store": store}
     _rerun_with_changes(demo, unflag=[], flag=["d0000", "d0001", "d0002"])
     _demo_job(demo)
-    with serving(env, PROJECT_ROOT) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(url, wait_until="domcontentloaded")
-            expect(page.get_by_text("matching samples")).to_be_visible(timeout=60_000)
-            page.get_by_test_id("stSidebar").get_by_role("link", name="Jobs").click()
-            main = page.get_by_test_id("stMain")
-            _click_until(main.get_by_role("button", name=re.compile("Compare with the previous")),
-                         main.get_by_text("What changed"))
-            detector = main.get_by_test_id("stSelectbox").filter(has_text="Detector")
-            option = page.get_by_role("option", name="label_issue", exact=True)
-            _click_until(detector, option)
-            option.click()
-            show = main.get_by_role("button", name="Show the 3 newly flagged in Explore")
-            _click_until(show, main.get_by_text("3 matching samples"))
-        finally:
-            browser.close()
+    with serving(env, PROJECT_ROOT) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(url, wait_until="domcontentloaded")
+        expect(page.get_by_text("matching samples")).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Jobs").click()
+        main = page.get_by_test_id("stMain")
+        _click_until(main.get_by_role("button", name=re.compile("Compare with the previous")),
+                     main.get_by_text("What changed"))
+        detector = main.get_by_test_id("stSelectbox").filter(has_text="Detector")
+        option = page.get_by_role("option", name="label_issue", exact=True)
+        _click_until(detector, option)
+        option.click()
+        show = main.get_by_role("button", name="Show the 3 newly flagged in Explore")
+        _click_until(show, main.get_by_text("3 matching samples"))
 
 
 def _click_until(target, appears, tries: int = 6) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from audit.ingest import ingest
 from audit.store import jobs as job_store
 from audit.store import runs as run_store
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, demo_copy_env, serving
 
 NO_RUN_YET = "This dataset has no finished audit yet."
 MAIN_SCROLL = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
@@ -69,49 +69,41 @@ def _open(page, url: str, title: str):
 
 
 def test_jobs_page_shows_a_job_queued_and_finished_while_it_is_open(unaudited):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     store, dataset_id = unaudited["store"], unaudited["dataset_id"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            main, sidebar = _open(page, unaudited["url"], "Jobs")
-            expect(main.get_by_text("No jobs yet", exact=False)).to_be_visible(timeout=60_000)
-            expect(sidebar.get_by_text(NO_RUN_YET)).to_be_visible(timeout=90_000)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        main, sidebar = _open(page, unaudited["url"], "Jobs")
+        expect(main.get_by_text("No jobs yet", exact=False)).to_be_visible(timeout=60_000)
+        expect(sidebar.get_by_text(NO_RUN_YET)).to_be_visible(timeout=90_000)
 
-            job_id = job_store.insert_job(store, dataset_id, "audit", {"k": 7})
-            expect(main.get_by_text("No jobs yet", exact=False)).to_have_count(0, timeout=90_000)
-            expect(main.get_by_role("combobox", name="Job")).to_have_value(f"job {job_id}",
-                                                                         timeout=90_000)
+        job_id = job_store.insert_job(store, dataset_id, "audit", {"k": 7})
+        expect(main.get_by_text("No jobs yet", exact=False)).to_have_count(0, timeout=90_000)
+        expect(main.get_by_role("combobox", name="Job")).to_have_value(f"job {job_id}",
+                                                                     timeout=90_000)
 
-            _finish_job_with_a_run(store, dataset_id)
-            expect(sidebar.get_by_text(NO_RUN_YET)).to_have_count(0, timeout=90_000)
-            expect(sidebar.get_by_role("combobox", name="Run")).to_have_value(
-                re.compile(r"^run \d+ \("), timeout=90_000)
-        finally:
-            browser.close()
+        _finish_job_with_a_run(store, dataset_id)
+        expect(sidebar.get_by_text(NO_RUN_YET)).to_have_count(0, timeout=90_000)
+        expect(sidebar.get_by_role("combobox", name="Run")).to_have_value(
+            re.compile(r"^run \d+ \("), timeout=90_000)
 
 
 def test_explore_opened_from_the_insights_map_starts_at_its_top(served_demo):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            main, _ = _open(page, served_demo, "Insights")
-            expect(main.get_by_text("Map of the embeddings")).to_be_visible(timeout=60_000)
-            chart = page.locator(".js-plotly-plot").last
-            chart.scroll_into_view_if_needed()
-            assert page.evaluate(MAIN_SCROLL) > 0   # the map is far down the page
-            _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
-            main.get_by_role("button", name=re.compile(r"^Show the \d+ selected")).click()
-            expect(main.get_by_text("selected on the Insights map")).to_be_visible(
-                timeout=60_000)
-            page.wait_for_function(f"() => ({MAIN_SCROLL})() === 0", timeout=90_000)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        main, _ = _open(page, served_demo, "Insights")
+        expect(main.get_by_text("Map of the embeddings")).to_be_visible(timeout=60_000)
+        chart = page.locator(".js-plotly-plot").last
+        chart.scroll_into_view_if_needed()
+        assert page.evaluate(MAIN_SCROLL) > 0   # the map is far down the page
+        _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
+        main.get_by_role("button", name=re.compile(r"^Show the \d+ selected")).click()
+        expect(main.get_by_text("selected on the Insights map")).to_be_visible(
+            timeout=60_000)
+        page.wait_for_function(f"() => ({MAIN_SCROLL})() === 0", timeout=90_000)
 
 
 def _drag_a_box(page, area: dict) -> None:

@@ -11,9 +11,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from audit.store.explore import ExploreFilters, explore_page
-from tests.dashboard.server import CHROMIUM, CHROMIUM_ARGS
-
-WAIT_MS = 90_000
+from tests.dashboard.server import CHROMIUM, WAIT_MS, chromium, open_explore, wait_until_still
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,41 +43,36 @@ def _expect_view(page, total: int, first_card: str, other_page_card: str) -> Non
 
 
 def test_a_filter_and_a_page_survive_a_reload_a_copied_link_and_an_example(served):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     total, page_one = _page_of_everything(served, 1)
     _, page_two = _page_of_everything(served, 2)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(served["url"], wait_until="domcontentloaded")
-            main = page.get_by_test_id("stMain")
-            expect(main.get_by_text("matching samples")).to_be_visible(timeout=WAIT_MS)
-            main.get_by_text("Flagged only", exact=True).click()
-            _expect_view(page, total, _card_caption(page_one[0]), _card_caption(page_two[0]))
-            main.get_by_role("button", name="Page 2", exact=True).click()
-            _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
-            page.wait_for_url(re.compile(r"[?&]page=2(&|$)"), timeout=WAIT_MS)
-            link = page.url
-            assert re.search(r"[?&]flagged=false(&|$)", link), link
-            assert f"dataset={served['dataset_id']}" in link and f"run={served['run_id']}" in link
+    with chromium() as browser:
+        page = open_explore(browser, served["url"])
+        main = page.get_by_test_id("stMain")
+        main.get_by_text("Flagged only", exact=True).click()
+        _expect_view(page, total, _card_caption(page_one[0]), _card_caption(page_two[0]))
+        main.get_by_role("button", name="Page 2", exact=True).click()
+        _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
+        page.wait_for_url(re.compile(r"[?&]page=2(&|$)"), timeout=WAIT_MS)
+        link = page.url
+        assert re.search(r"[?&]flagged=false(&|$)", link), link
+        assert f"dataset={served['dataset_id']}" in link and f"run={served['run_id']}" in link
 
-            page.reload(wait_until="domcontentloaded")
-            _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
-            assert page.url == link
+        page.reload(wait_until="domcontentloaded")
+        _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
+        assert page.url == link
 
-            elsewhere = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-            elsewhere.goto(link, wait_until="domcontentloaded")
-            _expect_view(elsewhere, total, _card_caption(page_two[0]),
-                         _card_caption(page_one[0]))
+        elsewhere = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+        elsewhere.goto(link, wait_until="domcontentloaded")
+        _expect_view(elsewhere, total, _card_caption(page_two[0]),
+                     _card_caption(page_one[0]))
 
-            main.get_by_role("button", name="Details", exact=True).first.click()
-            expect(main.get_by_text("Decision history")).to_be_visible(timeout=WAIT_MS)
-            page.wait_for_url(re.compile(r"[?&]sample="), timeout=WAIT_MS)
-            page.get_by_test_id("stSidebar").get_by_role("link", name="Explore").click()
-            _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
-            page.wait_for_url(re.compile(r"[?&]page=2(&|$)"), timeout=WAIT_MS)
-            assert re.search(r"[?&]flagged=false(&|$)", page.url), page.url
-        finally:
-            browser.close()
+        wait_until_still(page)
+        main.get_by_role("button", name="Details", exact=True).first.click()
+        expect(main.get_by_text("Decision history")).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_url(re.compile(r"[?&]sample="), timeout=WAIT_MS)
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Explore").click()
+        _expect_view(page, total, _card_caption(page_two[0]), _card_caption(page_one[0]))
+        page.wait_for_url(re.compile(r"[?&]page=2(&|$)"), timeout=WAIT_MS)
+        assert re.search(r"[?&]flagged=false(&|$)", page.url), page.url
