@@ -159,13 +159,12 @@ def _flatten(value) -> list[str]:
 def demo_scores(out_dir: Path, embedder: str,
                 params: dict | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Generate the demo, ingest it into a fresh store and audit it with the real plan; return
-    the scores, the truth and what the run recorded about its embedder."""
+    the scores, what the run recorded about its embedder and the truth."""
     from audit.ingest import ingest
     from audit.demo import generate_demo
     from audit.plan import run_audit
     from audit.settings import load_settings
     from audit.store import Store
-    from audit.store.runs import get_run, scores_frame
 
     manifest, truth_path = generate_demo(out_dir / "files", seed=SEED)
     settings = load_settings(toml_path=out_dir / "absent.toml",
@@ -175,15 +174,28 @@ def demo_scores(out_dir: Path, embedder: str,
     config = {"embedder": embedder, "device": "cpu", "k": K, "folds": FOLDS, "seed": SEED,
               "params": params or {}}
     run_id = run_audit(store, settings, dataset_id, config)
-    embedder_summary = json.loads(get_run(store, run_id)["summary"] or "{}").get("embedder")
-    return scores_frame(store, run_id), json.loads(truth_path.read_text()), embedder_summary
+    return (*run_scores_and_embedder(store, run_id), json.loads(truth_path.read_text()))
+
+
+def run_scores_and_embedder(store, run_id: int) -> tuple[pd.DataFrame, dict]:
+    """A finished run's scores and what it recorded about its embedder."""
+    from audit.store.runs import get_run, scores_frame
+
+    summary = json.loads(get_run(store, run_id)["summary"] or "{}")
+    return scores_frame(store, run_id), summary.get("embedder")
 
 
 def demo_table(embedder: str, params: dict | None = None) -> pd.DataFrame:
     """Precision, recall, F1 and AUROC of every detector that ran on the demo; the run's
     embedder summary (which embedder ran and why) in ``attrs["embedder"]``."""
     with tempfile.TemporaryDirectory() as tmp:
-        scores, truth, embedder_summary = demo_scores(Path(tmp), embedder, params)
+        scores, embedder_summary, truth = demo_scores(Path(tmp), embedder, params)
+    return detection_table(scores, truth, embedder_summary)
+
+
+def detection_table(scores: pd.DataFrame, truth: dict, embedder_summary: dict) -> pd.DataFrame:
+    """Precision, recall, F1 and AUROC of each detector of a demo run against the demo's
+    truth."""
     rows = []
     for name, frame in scores.groupby("detector", sort=False):
         planted = frame["sample_id"].isin(truth_ids(truth, DEMO_TRUTH[name])).to_numpy()

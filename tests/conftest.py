@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,23 @@ if str(PROJECT_ROOT) not in sys.path:
 from audit.settings import load_settings  # noqa: E402
 from audit.store import Store  # noqa: E402
 from jobs.liveness import live_worker_pids  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_audited_by_the_cli(tmp_path_factory) -> dict:
+    """``python -m audit demo --no-serve`` once per test session, in its own data home: the
+    command's result, the home and its store. The CLI test reads what it printed, the quality
+    floors read the run's scores (the demo audit is the suite's slowest step, run once)."""
+    home = tmp_path_factory.mktemp("cli_demo")
+    env = dict(os.environ, AUDIT_DATA_HOME=str(home), PYTHONPATH=str(PROJECT_ROOT))
+    env.pop("AUDIT_CONFIG", None)
+    result = subprocess.run([sys.executable, "-m", "audit", "demo", "--no-serve"],
+                            capture_output=True, text=True, env=env, cwd=PROJECT_ROOT,
+                            timeout=1800)   # generous: busy machines
+    settings = load_settings(toml_path=home / "absent.toml", env={"AUDIT_DATA_HOME": str(home)})
+    yield {"result": result, "home": home, "settings": settings,
+           "store": Store.from_settings(settings)}
+    kill_workers_of(home)
 
 
 @pytest.fixture

@@ -78,12 +78,11 @@ def test_unknown_dataset_for_run_is_a_user_error(subprocess_env) -> None:
 
 
 @pytest.mark.slow
-def test_demo_without_serving_audits_in_the_background_and_exits_0(subprocess_env, store,
-                                                                   settings) -> None:
+def test_demo_without_serving_audits_in_the_background_and_exits_0(demo_audited_by_the_cli):
     from audit.store.datasets import get_dataset
     from audit.store.runs import latest_finished_run, scores_frame
 
-    result = _cli(subprocess_env, "demo", "--no-serve", timeout=1800)  # generous: busy machines
+    result, store = demo_audited_by_the_cli["result"], demo_audited_by_the_cli["store"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "auditing the demo in the background (job 1)" in result.stdout
     assert "job 1 succeeded: run 1" in result.stdout
@@ -93,7 +92,7 @@ def test_demo_without_serving_audits_in_the_background_and_exits_0(subprocess_en
     scores = scores_frame(store, run_id)
     assert scores.groupby("detector").size().min() == 1827  # every decodable demo image scored
     assert {"label_issue", "overall", "outlier", "near_duplicate"} <= set(scores["detector"])
-    assert (settings.demo_dir / "truth.json").is_file()
+    assert (demo_audited_by_the_cli["settings"].demo_dir / "truth.json").is_file()
 
 
 def _small_folder(folder: Path) -> Path:

@@ -1,17 +1,22 @@
 """Detection-quality floors, with margin, on the demo's planted problems and on CIFAR-10N.
 
-The demo goes through the real product (ingest, ``run_audit`` with the default ``auto``
-embedder, which settles on ``pixels`` for the demo's 32 px digits); CIFAR-10N uses the first
-3,000 images with their ``aggre_label`` and the ``imagenet`` embedder that ``auto`` keeps there.
+The demo goes through the real product (``python -m audit demo``: ingest, then a worker's
+audit with the default ``auto`` embedder, which settles on ``pixels`` for the demo's 32 px
+digits); CIFAR-10N uses the first 3,000 images with their ``aggre_label`` and the ``imagenet``
+embedder that ``auto`` keeps there.
 The measured figures and the commands are in docs/benchmarks.md ("Detection quality").
 """
+
+import json
 
 import numpy as np
 import pytest
 
 from audit.embedders.auto_choice import compare_label_agreement
+from audit.store.datasets import get_dataset
+from audit.store.runs import latest_finished_run
 from bench.bench_quality import CIFAR_PATH, calibration_line, cifar_embeddings, cifar_table, \
-    demo_table, imagenet_vectors
+    detection_table, imagenet_vectors, run_scores_and_embedder
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +29,15 @@ CIFAR_ROWS = 3000
 
 
 @pytest.fixture(scope="module")
-def demo() -> dict:
-    table = demo_table("auto")
+def demo(demo_audited_by_the_cli) -> dict:
+    """The demo as ``python -m audit demo`` audits it (default settings: the ``auto``
+    embedder, k, folds and seed bench_quality's demo figures use)."""
+    store, settings = demo_audited_by_the_cli["store"], demo_audited_by_the_cli["settings"]
+    assert demo_audited_by_the_cli["result"].returncode == 0
+    run_id = latest_finished_run(store, get_dataset(store, "demo").id)
+    scores, embedder = run_scores_and_embedder(store, run_id)
+    truth = json.loads((settings.demo_dir / "truth.json").read_text())
+    table = detection_table(scores, truth, embedder)
     return {"embedder": table.attrs["embedder"],
             **{row.detector: row for row in table.itertuples()}}
 

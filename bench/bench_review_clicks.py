@@ -1,0 +1,186 @@
+"""The review loop's clicks in a real browser, timed from the click until the page shows the
+result (issue 10's bars): a page change, a filter change, a decision from a card and opening an
+example, plus the first page of a newly finished run.
+
+The store is ``bench_explore``'s synthetic one (N samples, 8 detectors' scores, the run's
+Explore index built as the worker builds it when a run succeeds), served by
+``python -m audit serve`` and driven by Debian's headless Chromium through Playwright. "Shown"
+means: the script's run has ended, the change is on the page (the grid's first card, the card's
+decision badge, the example's id) and every image has loaded.
+
+    python -m bench.bench_review_clicks [--samples 100000] [--clicks 20]
+
+Prints a table; writes the figures as JSON under bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from audit.store import Store  # noqa: E402
+from bench.bench_explore import (BROWSER_ARGS, _build, _machine, _percentile,  # noqa: E402
+                                 _served)
+
+WAIT_MS = 120_000
+BARS_MS = {"median": 700, "p95": 1_500, "first page": 2_000}
+# The page is still when the script's run has ended and every image has loaded.
+STILL = ("document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'"
+         " && Array.from(document.images).every(i => i.complete)")
+FIRST_CARD = ("(() => { const c = document.querySelector(\"[class*='st-key-open-']\");"
+              " return c ? c.className.match(/st-key-open-(\\S+)/)[1] : null; })()")
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    figures = {"samples": args.samples, "clicks": args.clicks, "machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="bench_clicks_") as tmp:
+        home = Path(tmp)
+        store = Store(home / "audit.duckdb")
+        _build(store, args.samples, figures)
+        figures["browser"] = _browser(home, args.clicks)
+    _print_table(figures)
+    _save(figures)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--clicks", type=int, default=20, help="timed clicks of each kind")
+    return parser
+
+
+def _browser(home: Path, clicks: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with _served(home) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            first_page_ms = _first_page(page, url)
+            times = {"page change": _page_changes(page, clicks),
+                     "filter change": _filter_changes(page, clicks),
+                     "decision (card button)": _decisions(page, clicks),
+                     "open example": _open_examples(page, clicks)}
+            again = browser.new_page(viewport={"width": 1600, "height": 1000})
+            second_visit_ms = _first_page(again, url)
+        finally:
+            browser.close()
+    figures = {name: {"median_ms": statistics.median(ms), "p95_ms": _percentile(ms, 95),
+                      "all_ms": [round(m) for m in ms]} for name, ms in times.items()}
+    figures["first page of the newly finished run (first visit)"] = {"ms": first_page_ms}
+    figures["first page again (a second tab)"] = {"ms": second_visit_ms}
+    return figures
+
+
+def _first_page(page, url: str) -> float:
+    """From navigation until the grid's 48 cards and their images are shown."""
+    start = time.perf_counter()
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function(
+        f"document.querySelectorAll(\"[class*='st-key-open-']\").length === 48 && {STILL}",
+        timeout=WAIT_MS)
+    return (time.perf_counter() - start) * 1000
+
+
+def _timed_until(page, click, shown_js: str, arg=None) -> float:
+    start = time.perf_counter()
+    click()
+    page.wait_for_function(f"(arg) => ({shown_js}) && {STILL}", arg=arg, timeout=WAIT_MS)
+    return (time.perf_counter() - start) * 1000
+
+
+def _first_card(page) -> str:
+    return page.evaluate(FIRST_CARD)
+
+
+def _page_changes(page, clicks: int) -> list[float]:
+    """Next page, then back, alternately (PageDown/PageUp's buttons)."""
+    main = page.get_by_test_id("stMain")
+    times = []
+    for i in range(clicks):
+        before = _first_card(page)
+        button = main.get_by_role("button", name="Next" if i % 2 == 0 else "Previous",
+                                  exact=True)
+        times.append(_timed_until(page, button.click, f"{FIRST_CARD} !== arg", before))
+    return times
+
+
+def _filter_changes(page, clicks: int) -> list[float]:
+    """The "Worst first" toggle, flipped each time: a new order over the same filter."""
+    main = page.get_by_test_id("stMain")
+    toggle = main.get_by_text("Worst first", exact=True)
+    times = []
+    for _ in range(clicks):
+        before = _first_card(page)
+        times.append(_timed_until(page, toggle.click, f"{FIRST_CARD} !== arg", before))
+    return times
+
+
+def _decisions(page, clicks: int) -> list[float]:
+    """Keep on the i-th card of the page, until its badge says kept."""
+    main = page.get_by_test_id("stMain")
+    times = []
+    for i in range(clicks):
+        card_key = page.evaluate(
+            f"Array.from(document.querySelectorAll(\"[class*='st-key-card_keep-']\"))[{i}]"
+            ".className.match(/st-key-card_keep-(\\S+)/)[1]")
+        button = main.locator(f".st-key-card_keep-{card_key} button")
+        shown = ("(() => { let card = document.querySelector('.st-key-card_keep-' + arg);"
+                 " while (card && !card.querySelector('img')) card = card.parentElement;"
+                 " return card !== null && card.innerText.includes('kept'); })()")
+        times.append(_timed_until(page, button.click, shown, card_key))
+    return times
+
+
+def _open_examples(page, clicks: int) -> list[float]:
+    """Details on the i-th card until the example's id shows; back to Explore (not timed)."""
+    main = page.get_by_test_id("stMain")
+    times = []
+    for i in range(clicks):
+        sample_id = page.evaluate(
+            f"Array.from(document.querySelectorAll(\"[class*='st-key-open-']\"))[{i}]"
+            ".className.match(/st-key-open-(\\S+)/)[1]")
+        button = main.locator(f".st-key-open-{sample_id} button")
+        shown = "document.body.innerText.includes('id: ' + arg)"
+        times.append(_timed_until(page, button.click, shown, sample_id))
+        main.get_by_role("link", name="Back to Explore").click()
+        page.wait_for_function(
+            f"document.querySelectorAll(\"[class*='st-key-open-']\").length === 48 && {STILL}",
+            timeout=WAIT_MS)
+    return times
+
+
+def _print_table(figures: dict) -> None:
+    print(f"\nReview clicks in Chromium: {figures['samples']:,} samples, "
+          f"{figures['machine']['cpus']} CPUs, load {figures['machine']['load_average_at_start']}")
+    print(f"{'measure':<52} {'median ms':>10} {'p95 ms':>8}")
+    for name, value in figures["browser"].items():
+        if "ms" in value:
+            print(f"{name:<52} {value['ms']:>10,.0f}")
+        else:
+            print(f"{name:<52} {value['median_ms']:>10,.0f} {value['p95_ms']:>8,.0f}")
+    print(f"bars: median <= {BARS_MS['median']} ms, p95 <= {BARS_MS['p95']} ms, "
+          f"first page <= {BARS_MS['first page']} ms")
+
+
+def _save(figures: dict) -> None:
+    out = PROJECT_ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_review_clicks_{figures['samples']}.json"
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    print(f"figures written to {path.relative_to(PROJECT_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
