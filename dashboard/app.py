@@ -20,7 +20,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from audit.settings import check_data_home  # noqa: E402
-from dashboard.context import sidebar_pickers  # noqa: E402
+from dashboard.context import current_store, sidebar_pickers  # noqa: E402
 from dashboard.data import current_settings  # noqa: E402
 from dashboard.errors import reported  # noqa: E402
 
@@ -37,5 +37,6 @@ st.set_page_config(page_title="Sieve", page_icon=str(FAVICON), layout="wide")
 page = st.navigation(PAGES)
 with reported():
     check_data_home(current_settings())  # a read-only data home: one error line
-    sidebar_pickers()
+    with current_store().reads_together():
+        sidebar_pickers()
     page.run()

@@ -34,6 +34,11 @@ class View:
     run_id: int | None
 
 
+def current_store() -> Store:
+    """The store the settings name (for ``reads_together`` around a page's first reads)."""
+    return data.current_store(data.current_settings())
+
+
 def view() -> View:
     """The current settings, store and version, and the picked dataset and run (those the URL
     names, else the first dataset and its newest run, until the user picks others)."""

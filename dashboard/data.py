@@ -17,6 +17,7 @@ from audit.store import Store
 from audit.store import explore, flags, insights, lookups, neighbours
 from audit.store import run_compare
 from audit.store import runs as run_store
+from audit.store import saved_views as saved_view_store
 from audit.store.flags import decision_log
 from audit.store.run_compare import RunComparison
 
@@ -110,6 +111,11 @@ def samples_by_ids(store: Store, key: Version, dataset_id: int,
 def place_in_order(store: Store, key: Version, dataset_id: int, run_id: int,
                    filters: explore.ExploreFilters, sample_id: str) -> explore.OrderPlace:
     return explore.place_in_order(store, dataset_id, run_id, filters, sample_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def saved_views(store: Store, key: Version, dataset_id: int) -> list[saved_view_store.SavedView]:
+    return saved_view_store.list_views(store, dataset_id)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)

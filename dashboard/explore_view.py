@@ -22,8 +22,8 @@ from typing import Any, Callable
 import streamlit as st
 
 from audit.store.explore import DECISION_STATES, SORT_SPECIAL, default_sort
-from audit.store.saved_views import delete_view, list_views, save_view
-from dashboard import context
+from audit.store.saved_views import delete_view, save_view
+from dashboard import context, data
 from dashboard.errors import reported
 from dashboard.widgets import plain
 
@@ -78,7 +78,7 @@ def current_page() -> int:
 
 def saved_views_panel(view: context.View, spec: dict[str, Param]) -> None:
     """Pick a saved view to apply or delete; save the current view under a new name."""
-    views = {v.name: v.params for v in list_views(view.store, view.dataset_id)}
+    views = {v.name: v.params for v in data.saved_views(view.store, view.key, view.dataset_id)}
     with st.expander(f"Saved views ({len(views)})", icon=":material/bookmark:"):
         with st.container(horizontal=True, vertical_alignment="bottom"):
             st.selectbox("Saved view", list(views), key=PICKED_VIEW_KEY, width=260,

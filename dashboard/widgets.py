@@ -76,29 +76,35 @@ def decision_badge(row) -> None:
     st.badge(plain(text.format(label=row.decision_label)), color=color, icon=icon)
 
 
-def reason_line(row) -> None:
-    """The worst flagging detector's reason in words, when a detector flagged the sample."""
-    reason = getattr(row, "top_reason", None)
-    if isinstance(reason, str):
-        st.caption(plain(f"{row.reason_detector}: {reason}"))
-
-
 def label_lines(row) -> None:
-    """Given label, suggested label and standing decision of a sample, as plain text."""
-    st.text(f"label: {row.label}")
+    """Given label, suggested label and standing decision of a sample: one plain-text element,
+    a line each (a card draws few elements, so a page of cards draws fast)."""
+    lines = [f"label: {_one_line(row.label)}"]
     suggested = getattr(row, "suggested_label", None)
     if isinstance(suggested, str):
-        st.text(f"suggested: {suggested}")
+        lines.append(f"suggested: {_one_line(suggested)}")
     decision = getattr(row, "decision", None)
     if isinstance(decision, str):
-        target = f" -> {row.decision_label}" if isinstance(row.decision_label, str) else ""
-        st.text(f"decided: {decision}{target}")
+        target = (f" -> {_one_line(row.decision_label)}" if isinstance(row.decision_label, str)
+                  else "")
+        lines.append(f"decided: {decision}{target}")
+    st.text("\n".join(lines))
 
 
-def flag_line(flagged_by: list[str], scores: dict[str, float]) -> None:
-    """Which detectors flagged the sample, each with its score (lower = worse)."""
+def _one_line(text: object) -> str:
+    """A dataset string on one line, so it can never pass for a line of its own."""
+    return " ".join(str(text).splitlines())
+
+
+def why_lines(row, flagged_by: list[str], scores: dict[str, float]) -> None:
+    """Which detectors flagged the sample, each with its score (lower = worse), then the worst
+    one's reason in words: one caption, a line each."""
     if not flagged_by:
         st.caption("not flagged")
         return
-    parts = [f"{name} {scores[name]:.2f}" for name in flagged_by if name in scores]
-    st.caption(plain(", ".join(parts)))
+    lines = [plain(", ".join(f"{name} {scores[name]:.2f}" for name in flagged_by
+                             if name in scores))]
+    reason = getattr(row, "top_reason", None)
+    if isinstance(reason, str):
+        lines.append(plain(f"{row.reason_detector}: {reason}"))
+    st.caption("  \n".join(lines))

@@ -67,15 +67,43 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One connection, one transaction: commit on success, roll back on any error."""
-        with self._connection() as con:
+        """One connection, one transaction: commit on success, roll back on any error. Inside
+        ``reads_together`` the block's one connection is used; a transaction inside another
+        joins it."""
+        shared = _shared_connections().get(self.path)
+        if shared is not None and shared.in_transaction:
+            yield shared.con
+            return
+        with contextlib.ExitStack() as stack:
+            con = shared.con if shared else stack.enter_context(self._connection())
             try:
                 con.begin()
+                if shared:
+                    shared.in_transaction = True
                 yield con
                 con.commit()
             except BaseException:
                 _rollback_quietly(con)
                 raise
+            finally:
+                if shared:
+                    shared.in_transaction = False
+
+    @contextlib.contextmanager
+    def reads_together(self) -> Iterator[None]:
+        """Several transactions in a row on one connection (a page's reads before it draws):
+        one open of the file instead of one each, about 12 ms apiece. The file is held, as by
+        a transaction, only until the block ends; keep the block short."""
+        connections = _shared_connections()
+        if self.path in connections:
+            yield
+            return
+        with self._connection() as con:
+            connections[self.path] = _Shared(con)
+            try:
+                yield
+            finally:
+                del connections[self.path]
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -111,6 +139,22 @@ class Store:
             con.close()
             raise
         return con
+
+
+@dataclasses.dataclass
+class _Shared:
+    con: duckdb.DuckDBPyConnection
+    in_transaction: bool = False
+
+
+_this_thread = threading.local()
+
+
+def _shared_connections() -> dict[Path, _Shared]:
+    """This thread's ``reads_together`` connections, by database path."""
+    if not hasattr(_this_thread, "shared"):
+        _this_thread.shared = {}
+    return _this_thread.shared
 
 
 _turns_held: dict[str, int] = {}

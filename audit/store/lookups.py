@@ -15,12 +15,14 @@ from audit.store.connection import Store, one_row
 # --- small lookups -------------------------------------------------------------------------
 
 def store_version(store: Store) -> tuple:
-    """A cheap fingerprint that changes whenever decisions, runs or datasets change."""
+    """A cheap fingerprint that changes whenever decisions, runs, datasets or saved views
+    change."""
     with store.transaction() as con:
         return con.execute(
             "SELECT (SELECT max(id) FROM flags), (SELECT max(id) FROM runs), "
             "(SELECT count(*) FROM runs WHERE status <> 'running'), "
-            "(SELECT max(id) FROM datasets), (SELECT count(*) FROM datasets)"
+            "(SELECT max(id) FROM datasets), (SELECT count(*) FROM datasets), "
+            "(SELECT max(id) FROM saved_views), (SELECT count(*) FROM saved_views)"
         ).fetchone()
 
 

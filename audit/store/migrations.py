@@ -273,13 +273,13 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> None:
 
 def _applied_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many migrations the file has (all of them, in the common case; counted rather than
-    the highest number read, so a store that missed one in the middle is still brought up)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchall()[0][0]
-    if not exists:
+    the highest number read, so a store that missed one in the middle is still brought up).
+    The table is read straight away: looking it up in ``information_schema`` first cost every
+    connection about 7 ms."""
+    try:
+        return con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
+    except duckdb.CatalogException:
         return 0
-    return con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

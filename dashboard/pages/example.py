@@ -31,19 +31,21 @@ SHORTCUTS = {"remove": "x", "keep": "k", "accept": "a", "relabel": "l", "undo": 
 
 
 def main() -> None:
-    view = context.require_run()
-    deciding.author_input()
     sample_id = _chosen_sample()
+    with context.current_store().reads_together():
+        view = context.require_run()
+        if sample_id is not None:
+            sample = data.sample_detail(view.store, view.key, view.dataset_id, sample_id)
+            scores = data.sample_scores(view.store, view.run_id, sample_id)
+            card = _explore_row(view, sample_id)
+            log = data.history(view.store, view.dataset_id, sample_id)
+            place = data.place_in_order(view.store, view.key, view.dataset_id, view.run_id,
+                                        _explore_filters(view), sample_id)
+    deciding.author_input()
     if sample_id is None:
         st.info("Open an example from the Explore page.")
         st.page_link("pages/explore.py", label="Go to Explore", icon=":material/grid_view:")
         return
-    sample = data.sample_detail(view.store, view.key, view.dataset_id, sample_id)
-    scores = data.sample_scores(view.store, view.run_id, sample_id)
-    card = _explore_row(view, sample_id)
-    log = data.history(view.store, view.dataset_id, sample_id)
-    place = data.place_in_order(view.store, view.key, view.dataset_id, view.run_id,
-                                _explore_filters(view), sample_id)
     deciding.show_outcome()
     st.title("Example")
     _navigation(place)

@@ -23,8 +23,8 @@ from dashboard import context, data, deciding, sample_set
 from dashboard.explore_view import (FILTERS_KEY, IN_URL, PAGE_KEY, current_page, params,
                                     saved_views_panel)
 from dashboard.run_to_run import CHANGE_KEY
-from dashboard.widgets import (decision_badge, file_line, flag_line, label_lines, plain,
-                               reason_line, sample_image)
+from dashboard.widgets import (decision_badge, file_line, label_lines, plain, sample_image,
+                               why_lines)
 
 PAGE_SIZE = 48
 COLUMNS = 6
@@ -34,18 +34,31 @@ SORT_LABELS = dict(zip(SORT_SPECIAL, ("worst score (any detector)", "number of f
 
 
 def main() -> None:
-    view = context.require_run()
-    deciding.author_input()
-    st.title("Explore")
-    _trust_banner(view)
-    detectors = data.run_detectors(view.store, view.run_id)
-    filters = _filters(view, detectors)
+    with context.current_store().reads_together():
+        view = context.require_run()
+        deciding.author_input()
+        st.title("Explore")
+        _trust_banner(view)
+        detectors = data.run_detectors(view.store, view.run_id)
+        filters = _filters(view, detectors)
     _reset_page_when(filters)
-    result = _query(view, filters)
+    _results(filters, detectors)
+
+
+@st.fragment
+def _results(filters: ExploreFilters, detectors: list[str]) -> None:
+    """The matching samples: count, bulk bar, grid and pager. A fragment: a page change, a pick
+    or a decision reruns only this part (the filters above change only by a full rerun, which
+    calls it with the new ones). The view is read afresh, so its version sees the decision just
+    made."""
+    with context.current_store().reads_together():
+        view = context.require_run()
+        result = _query(view, filters)
+        seen = data.latest_flag_ids(view.store, view.key, view.dataset_id,
+                                    tuple(result.rows["sample_id"]))
     st.caption(f"{result.total:,} matching samples")
     rows = result.rows
     deciding.show_outcome()
-    seen = data.latest_flag_ids(view.store, view.key, view.dataset_id, tuple(rows["sample_id"]))
     _bulk_bar(view, rows, filters, seen)
     _grid(view, rows, detectors, seen)
     _pager(result.total)
@@ -246,8 +259,7 @@ def _card(view: context.View, root: str, detectors: list[str], row, seen: int | 
     _card_buttons(view, row, seen)
     label_lines(row)
     scores = {name: s for name, s in zip(detectors, row.scores) if s is not None}
-    flag_line(list(row.flagged_by), scores)
-    reason_line(row)
+    why_lines(row, list(row.flagged_by), scores)
     if st.button("Details", key="open|" + row.sample_id, help=plain(row.sample_id)):
         st.session_state["example_sample"] = row.sample_id
         st.switch_page("pages/example.py", query_params={"sample": row.sample_id})

@@ -40,6 +40,28 @@ def test_migrations_apply_once_in_order(store: Store) -> None:
     assert [v for v, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
 
 
+def test_reads_together_share_one_connection_and_keep_each_transaction_whole(store) -> None:
+    with store.transaction() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    with store.reads_together():
+        with store.transaction() as first, store.transaction() as inner:
+            assert inner is first                      # a transaction inside joins it
+        with store.transaction() as second:
+            assert second is first                     # one connection for the block
+        with pytest.raises(ValueError), store.transaction() as failing:
+            failing.execute("INSERT INTO t VALUES (1)")
+            raise ValueError("rolled back, alone")
+        with store.transaction() as con:
+            con.execute("INSERT INTO t VALUES (2)")
+    with store.transaction() as con:
+        assert con.execute("SELECT x FROM t").fetchall() == [(2,)]
+    # the block released the file: another process opens it at once
+    opened = subprocess.run([sys.executable, "-c", "import duckdb, sys; "
+                             "duckdb.connect(sys.argv[1]).close()", str(store.path)],
+                            capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr
+
+
 def test_failed_dataset_insert_leaves_nothing(store: Store) -> None:
     with pytest.raises(duckdb.ConstraintException):
         create_dataset(store, "broken", "/src", "manifest", "/src", _samples(["a", "b", "a"]))

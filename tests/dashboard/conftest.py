@@ -72,6 +72,16 @@ def served(demo_store_template, tmp_path):
         yield {"url": url, "store": Store(home / "audit.duckdb"), **demo_store_template}
 
 
+def text_lines(at: AppTest) -> list[str]:
+    """Every line of the page's plain-text elements (a card's labels are one element)."""
+    return [line for element in at.text for line in element.value.splitlines()]
+
+
+def caption_lines(at: AppTest) -> list[str]:
+    """Every line of the page's captions (a card's flags and reason are one caption)."""
+    return [line for element in at.caption for line in element.value.split("  \n")]
+
+
 def run_until_job_ends(at: AppTest, job_key: str, deadline_s: float = 300) -> AppTest:
     """Rerun the page until the job it queued under ``job_key`` has ended (a real worker runs
     it); a generous deadline, so a busy machine only makes it slower."""

@@ -15,7 +15,7 @@ from audit.ingest import ingest
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import runs as run_store
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, text_lines
 
 SCRIPT = "<script>alert(1)</script>"
 BOLD = "<b>x</b>"
@@ -81,7 +81,7 @@ def _assert_inert(at: AppTest) -> None:
 def test_explore_and_example_show_html_as_text(hostile):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
-    texts = [t.value for t in at.text]
+    texts = text_lines(at)
     assert f"label: {SCRIPT}" in texts and f"label: {BOLD}" in texts
     assert f"suggested: {BOLD}" in texts
     _assert_inert(at)

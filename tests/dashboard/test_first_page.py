@@ -17,7 +17,7 @@ from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from audit.store.flags import Decision, record_decisions
 from dashboard.widgets import plain
-from tests.dashboard.conftest import APP, run_facts, truth_scores
+from tests.dashboard.conftest import APP, caption_lines, run_facts, truth_scores
 
 TIMEOUT = 60
 
@@ -171,7 +171,7 @@ def test_cards_show_split_file_name_and_the_top_reason(app_home):
     flagged = scores[scores["is_issue"]].sort_values(["score", "detector"])
     worst = flagged.groupby("sample_id").first()
     samples = samples_frame(app_home["store"], app_home["dataset_id"]).set_index("sample_id")
-    captions = {c.value for c in at.caption}
+    captions = set(caption_lines(at))
     picks = _picks(at)
     assert picks
     for sample_id in picks:
