@@ -37,9 +37,11 @@ from bench.synthetic_runs import load_synthetic_run  # noqa: E402
 
 WAIT_MS = 120_000
 BARS_MS = {"median": 700, "p95": 1_500, "first page": 2_000}
-# The page is still when the script's run has ended and every image has loaded.
-STILL = ("document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'"
-         " && Array.from(document.images).every(i => i.complete)")
+# The page is still when the script's run has ended, every element is drawn (none is still the
+# placeholder shown while its code loads) and every image has loaded.
+STILL = ("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === "
+         "'notRunning' && !document.querySelector('[data-testid=stSkeleton]') && "
+         "Array.from(document.images).every(i => i.complete)")
 FIRST_CARD = ("(() => { const c = document.querySelector(\"[class*='st-key-open-']\");"
               " return c ? c.className.match(/st-key-open-(\\S+)/)[1] : null; })()")
 

@@ -48,13 +48,16 @@ def open_explore(browser, url: str, width: int = 1600, height: int = 1000):
     return page
 
 
+STILL_JS = ("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === "
+            "'notRunning' && !document.querySelector('[data-testid=stSkeleton]') && "
+            "Array.from(document.images).every(i => i.complete)")
+
+
 def wait_until_still(page) -> None:
-    """Until the script's run has ended and every image has loaded: a click then lands on what
-    it aims at (while cards are still being drawn, the layout moves under the pointer)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=WAIT_MS)
-    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)",
-                           timeout=WAIT_MS)
+    """Until the script's run has ended, every element is drawn (none is still the placeholder
+    shown while its code loads) and every image has loaded: a click then lands on what it aims
+    at (while cards are still being drawn, the layout moves under the pointer)."""
+    page.wait_for_function(f"() => {STILL_JS}", timeout=WAIT_MS)
 
 
 def keyed(scope, key: str):
