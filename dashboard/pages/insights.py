@@ -12,11 +12,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from audit.store.explore import ExploreFilters
 from dashboard import context, data, run_to_run, sample_set
-from dashboard.widgets import chart_text
+from dashboard.widgets import chart_text, plain, sample_image
 
 BINS = 20
 MAP_POINTS = 20_000
+PREVIEW = 12       # thumbnails shown of a map selection
 
 
 def main() -> None:
@@ -129,9 +131,34 @@ def _embedding_map(view: context.View) -> None:
     event = st.plotly_chart(figure, key="embedding_map", on_select="rerun",
                             selection_mode=("box", "lasso"))
     picked = _picked_ids(event)
-    if picked and st.button(f"Show the {len(picked)} selected samples in Explore",
-                            key="map_to_explore", type="primary"):
+    if not picked:
+        st.caption("Draw a box or a lasso around points (even one) to see their images here.")
+        return
+    _selection_preview(view, picked)
+    if st.button(f"Show the {len(picked)} selected samples in Explore",
+                 key="map_to_explore", type="primary"):
         sample_set.show_in_explore(picked, "selected on the Insights map")
+
+
+def _selection_preview(view: context.View, picked: list[str]) -> None:
+    """The images of the first selected samples, worst first, with their labels: what a group
+    of points holds, seen before opening it. Instead of images on hover: Plotly's hover label
+    cannot hold an image, Streamlit gets no hover events, and a click cannot pick a point while
+    a drag draws a box (Streamlit turns click selection off in box and lasso modes)."""
+    only_picked = ExploreFilters(sample_ids=tuple(picked))
+    rows = data.explore_page(view.store, view.key, view.dataset_id, view.run_id, only_picked,
+                             0, PREVIEW).rows
+    root = data.dataset_root(view.store, view.dataset_id)
+    shown = min(len(picked), PREVIEW)
+    with st.container(key="map_preview"):
+        st.caption(f"{len(picked):,} selected" + (f"; the {shown} worst:" if len(picked) > shown
+                                                  else ":"))
+        for column, row in zip(st.columns(PREVIEW), rows.itertuples(index=False)):
+            with column:
+                sample_image(view.settings, root, row)
+                suggested = row.suggested_label if isinstance(row.suggested_label, str) else None
+                st.caption(plain(row.label if suggested is None else
+                                 f"{row.label} (suggested: {suggested})"))
 
 
 def _with_colour_columns(view: context.View, points):

@@ -13,7 +13,7 @@ from PIL import Image
 from audit.ingest import ingest
 from audit.store import jobs as job_store
 from audit.store import runs as run_store
-from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, demo_copy_env, keyed, serving
 
 NO_RUN_YET = "This dataset has no finished audit yet."
 MAIN_SCROLL = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
@@ -100,7 +100,12 @@ def test_explore_opened_from_the_insights_map_starts_at_its_top(served_demo):
         chart.scroll_into_view_if_needed()
         assert page.evaluate(MAIN_SCROLL) > 0   # the map is far down the page
         _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
-        main.get_by_role("button", name=re.compile(r"^Show the \d+ selected")).click()
+        show = main.get_by_role("button", name=re.compile(r"^Show the \d+ selected"))
+        expect(show).to_be_visible(timeout=60_000)
+        selected = int(re.search(r"\d+", show.inner_text()).group())
+        preview = keyed(main, "map_preview").locator("img")  # the selection's images, at once
+        expect(preview).to_have_count(min(selected, 12), timeout=60_000)
+        show.click()
         expect(main.get_by_text("selected on the Insights map")).to_be_visible(
             timeout=60_000)
         page.wait_for_function(f"() => ({MAIN_SCROLL})() === 0", timeout=90_000)
