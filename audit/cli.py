@@ -209,6 +209,10 @@ def _add_run(commands) -> None:
     cmd.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-32")
     cmd.add_argument("--clip-pretrained", help="open_clip pretrained tag or a checkpoint path")
     cmd.add_argument("--device", help="auto, cuda or cpu")
+    cmd.add_argument("--executor", help="where decode + embed runs: local (default) or ray")
+    cmd.add_argument("--ray-address", help="the ray executor's cluster: auto joins the running "
+                                           "one, host:port a given one (default: start a local "
+                                           "Ray instance)")
     cmd.add_argument("--k", type=int, help="neighbours in the kNN graph")
     cmd.add_argument("--folds", type=int, help="cross-fitting folds")
     cmd.add_argument("--seed", type=int, help="random seed")
@@ -260,6 +264,7 @@ def _config_overrides(args) -> dict:
         "pred_probs_file": str(args.pred_probs.resolve()) if args.pred_probs else None,
         "class_order": _class_order(args),
         "use_decisions": True if args.with_decisions else None,
+        "executor": args.executor, "ray_address": args.ray_address,
     }
     return {key: value for key, value in options.items() if value is not None}
 

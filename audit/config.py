@@ -12,7 +12,7 @@ import json
 from audit.classes import check_order_names
 from audit.embedders import EMBEDDER_CHOICES
 from audit.errors import ConfigError
-from audit.settings import Settings
+from audit.settings import EXECUTORS, Settings
 
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -46,6 +46,8 @@ class AuditConfig:
     pred_probs_file: str | None = None
     class_order: list[str] | None = None    # pred_probs column order; None: audit.classes
     use_decisions: bool = False             # start from the reviewed state (audit.corrections)
+    executor: str = "local"                 # where decode + embed runs (audit.ray_embed)
+    ray_address: str = ""                   # the ray executor's cluster ("": a local instance)
 
     @classmethod
     def from_dict(cls, overrides: dict, settings: Settings) -> "AuditConfig":
@@ -62,6 +64,10 @@ class AuditConfig:
     def validate(self) -> None:
         _check_choice("embedder", self.embedder, EMBEDDER_CHOICES)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("executor", self.executor, EXECUTORS)
+        if not isinstance(self.ray_address, str):
+            raise ConfigError(f"ray_address={self.ray_address!r} is not allowed; give a text: "
+                              "empty (a local Ray instance), auto or host:port")
         from audit.probe import PROBES
 
         _check_choice("probe", self.probe, PROBES)
@@ -86,7 +92,8 @@ def _settings_defaults(settings: Settings) -> dict:
             "clip_model": settings.clip_model, "clip_pretrained": settings.clip_pretrained,
             "device": settings.device, "k": settings.knn_k, "folds": settings.folds,
             "seed": settings.seed, "batch_size": settings.batch_size,
-            "loader_workers": settings.loader_workers}
+            "loader_workers": settings.loader_workers, "executor": settings.executor,
+            "ray_address": settings.ray_address}
 
 
 def _reject_unknown_keys(overrides: dict) -> None:

@@ -5,6 +5,9 @@ Stages, each timed, logged and followed by a cancel check:
     load samples -> embed (cached) -> out-of-sample pred_probs -> kNN graph
     -> every selected detector in dependency order -> per-sample run facts -> finish
 
+Decode + embed runs in this process, or with ``executor = "ray"`` as Ray tasks over shards
+(``audit.ray_embed``; this process stays the only writer of the store).
+
 Only samples whose image decoded at ingestion (``load_error`` NULL) are scored. The run is
 created first and written stage by stage, each write one short transaction; no connection is
 held while computing. Failures are isolated: a detector that raises, or whose inputs are
@@ -16,6 +19,7 @@ raises ``Cancelled``. Only the very end marks the run ``succeeded``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import traceback
 from pathlib import Path
@@ -228,9 +232,10 @@ class AuditRun:
                                     "asked_for": self.config.embedder, "why": note}
         self.log(f"embedding {table.n:,} images with {embedder.model_id}")
         rows = ImageRows(table.paths, table.sha256, table.labels)
-        result = embedder.embed(rows, self.stage_progress("embed"), self._should_cancel)
-        if self.config.embedder == "auto" and embedder.name != "pixels":
-            embedder, result = self.settle_auto(embedder, result, rows)
+        with self.embed_executor() as embed_rows:
+            result = embed_rows(embedder, rows, self.stage_progress("embed"))
+            if self.config.embedder == "auto" and embedder.name != "pixels":
+                embedder, result = self.settle_auto(embedder, result, rows, embed_rows)
         self.model_ids["embedder"] = result.model_id
         table = self.drop_failed(table, result.failed)
         vectors = result.vectors[table.kept_rows]
@@ -238,7 +243,34 @@ class AuditRun:
         self.clip = self.clip_for_detectors(table, getattr(embedder, "clip", None), vectors)
         return vectors, table
 
-    def settle_auto(self, pretrained, result, rows) -> tuple:
+    @contextlib.contextmanager
+    def embed_executor(self) -> Iterator[Callable]:
+        """``embed_rows(embedder, rows, progress)`` where the config says decode + embed runs:
+        in this process, or as Ray tasks (``audit.ray_embed``); the run records which."""
+        if self.config.executor == "local":
+            self.summary["executor"] = {"name": "local"}
+            yield lambda embedder, rows, progress: embedder.embed(rows, progress,
+                                                                  self._should_cancel)
+            return
+        from audit.ray_embed import ray_executor
+
+        self.log(f"embedding on Ray ({self.config.ray_address or 'a local instance'})")
+        with ray_executor(self.config.ray_address, self.embedder_spec,
+                          self._should_cancel) as executor:
+            self.summary["executor"] = executor.facts
+            yield executor.embed
+        for name, why in executor.facts["ran_locally"].items():
+            self.note("executor", f"{name} ran in the audit's process, not on Ray: it {why}")
+
+    def embedder_spec(self, name: str):
+        """What a Ray worker needs to build the embedder ``name`` itself."""
+        from audit.ray_embed import EmbedderSpec
+
+        context = dataclasses.replace(self.embed_context(),
+                                      data_home=Path(self.settings.data_home).resolve())
+        return EmbedderSpec(name, context, self.config.clip_model, self.config.clip_pretrained)
+
+    def settle_auto(self, pretrained, result, rows, embed_rows: Callable) -> tuple:
         """``auto``'s last step: keep the pretrained vectors unless the pixels explain the
         given labels clearly better (audit/embedders/auto_choice.py)."""
         from audit.embedders.auto_choice import compare_label_agreement
@@ -247,9 +279,9 @@ class AuditRun:
         self.check_cancel()
         self.log("embedding the same images as pixels, to compare")
         pixel_embedder = PixelEmbedder(self.embed_context())
-        pixels = pixel_embedder.embed(
-            rows, lambda fraction, message: self.report("embed", 1.0, f"pixels: {message}"),
-            self._should_cancel)
+        pixels = embed_rows(
+            pixel_embedder, rows,
+            lambda fraction, message: self.report("embed", 1.0, f"pixels: {message}"))
         usable = np.array([r not in result.failed and r not in pixels.failed
                            for r in range(len(rows.paths))])
         agreement = compare_label_agreement(result.vectors[usable], pixels.vectors[usable],

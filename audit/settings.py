@@ -18,6 +18,7 @@ ENV_PREFIX = "AUDIT_"
 TOML_NAME = "audit.toml"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+EXECUTORS = ("local", "ray")   # where the heavy per-sample stages run (audit/ray_embed.py)
 
 
 def _field(default, doc: str):
@@ -57,6 +58,14 @@ class Settings:
     device: str = _field("auto", "Where models run: auto (CUDA when present), cuda or cpu.")
     batch_size: int = _field(256, "Images per batch when embedding.")
     loader_workers: int = _field(2, "DataLoader worker processes that decode images.")
+    executor: str = _field(
+        "local", "Where an audit's decode + embed stage runs: local (this process) or ray (Ray "
+        "tasks over shards of the samples; see docs/scaling.md)."
+    )
+    ray_address: str = _field(
+        "", "The Ray cluster of the ray executor: empty starts a local Ray instance for the run, "
+        "auto joins the running cluster, anything else is a cluster address (host:port)."
+    )
     knn_k: int = _field(10, "Neighbours per example in the shared kNN graph.")
     folds: int = _field(5, "Folds for the cross-fitted out-of-sample probabilities.")
     seed: int = _field(0, "Random seed for folds, training and the demo.")
@@ -70,6 +79,11 @@ class Settings:
         60.0, "A running job of another host whose heartbeat is older than this is failed (on "
         "this host a job is failed as soon as its worker is gone)."
     )
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"setting executor={self.executor!r} is not allowed; choose one of "
+                              f"{', '.join(EXECUTORS)}")
 
     @property
     def db_path(self) -> Path:

@@ -23,7 +23,7 @@ from audit.plan import run_audit
 from jobs.liveness import register_worker, unregister_worker
 from tests.conftest import PROJECT_ROOT
 
-MODEL_LIBRARIES = ("torch", "cleanlab", "open_clip", "timm", "faiss", "sklearn")
+MODEL_LIBRARIES = ("torch", "cleanlab", "open_clip", "timm", "faiss", "sklearn", "ray")
 APP = PROJECT_ROOT / "dashboard" / "app.py"
 PAGES = ["explore", "example", "insights", "datasets", "jobs", "export"]
 AUDITED = {"embedder": "pixels", "probe": "logistic", "folds": 2, "k": 3,

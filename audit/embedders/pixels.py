@@ -76,6 +76,10 @@ class PixelEmbedder:
     def embed(self, rows: ImageRows, progress: Progress | None = None,
               should_cancel: ShouldCancel | None = None) -> Embedding:
         thumbs, failed = thumbnails(rows, self.context, progress, should_cancel)
+        return self.from_thumbnails(thumbs, failed)
+
+    def from_thumbnails(self, thumbs: np.ndarray, failed: dict[int, str]) -> Embedding:
+        """The vectors of every row from its thumbnail (rows in ``failed`` stay zeros)."""
         usable = np.setdiff1d(np.arange(len(thumbs)), list(failed))
         vectors = np.zeros((len(thumbs), 1), dtype=np.float32)
         if len(usable):

@@ -1,0 +1,176 @@
+"""The ``ray`` executor of the embed stage: decode + embed over shards of the samples as Ray
+tasks; the per-image results come back to this process in row order.
+
+Only this module imports ``ray``, and only when a run chose ``executor = "ray"``, so the local
+path, the CLI's validation and the dashboard never load it. The audit's process stays the only
+DuckDB writer: a task reads image files and the embedding cache (files under ``data_home``)
+and returns arrays; it never opens the store.
+
+A task builds the run's embedder once per Ray worker process and runs the per-image part of
+embedding on its shard: the vectors for ``clip`` and ``imagenet``, the thumbnails for
+``pixels`` (whose PCA over the whole dataset then runs here). ``cnn`` trains on the whole
+dataset at once, so it runs here too, and the run says so. Tasks ask for one GPU each when the
+run's device is cuda, one CPU otherwise. Ray re-runs a task whose worker process died
+(``MAX_RETRIES``); progress is reported per finished shard; a cancel request, polled between
+shards, cancels the outstanding tasks and raises ``Cancelled``. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from typing import Iterator
+
+import numpy as np
+
+from audit.embedders import EmbedContext, Embedding, ImageRows, Progress, ShouldCancel
+from audit.errors import Cancelled, ConfigError
+
+SHARDED_EMBEDDERS = ("clip", "imagenet", "pixels")
+MAX_RETRIES = 3           # re-runs of a shard whose Ray worker process died
+SHARDS_PER_SLOT = 4       # shards per parallel task slot: progress and balance, little overhead
+MAX_SHARD_ROWS = 4096
+POLL_S = 0.5              # how often cancel is polled while shards run
+_BUILT: dict[str, object] = {}   # in a Ray worker process: the embedder each spec built there
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedderSpec:
+    """What a Ray worker process needs to build the run's embedder itself."""
+
+    name: str
+    context: EmbedContext
+    clip_model: str
+    clip_pretrained: str
+
+
+@contextlib.contextmanager
+def ray_session(address: str) -> Iterator[object]:
+    """The ``ray`` module, connected for the length of the block: the instance this process
+    already joined, else ``ray.init`` ("" starts a local instance, ``auto`` joins the running
+    cluster, else the cluster at that address), shut down again at the end."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    starts_local = not address
+    try:
+        ray.init(address=address or None, logging_level=logging.WARNING,
+                 **({"include_dashboard": False} if starts_local else {}))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"ray_address={address!r}: could not start or join Ray ({exc}); start "
+                          "a cluster (`ray start --head`) and give its address or auto, or leave "
+                          "ray_address empty for a local instance") from exc
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_executor(address: str, spec_of, should_cancel: ShouldCancel | None
+                 ) -> Iterator["RayExecutor"]:
+    """A ``RayExecutor`` for the length of the block (``spec_of(name)``: the EmbedderSpec of
+    an embedder by name)."""
+    with ray_session(address) as ray:
+        yield RayExecutor(ray, address, spec_of, should_cancel)
+
+
+class RayExecutor:
+    """Embeds rows with Ray tasks over shards; what it did is in ``facts`` (for runs.summary)."""
+
+    def __init__(self, ray, address: str, spec_of, should_cancel: ShouldCancel | None):
+        self.ray, self.spec_of, self.should_cancel = ray, spec_of, should_cancel
+        resources = ray.cluster_resources()
+        self.facts: dict = {"name": "ray", "address": address or "local instance",
+                            "cluster_cpus": int(resources.get("CPU", 0)),
+                            "cluster_gpus": int(resources.get("GPU", 0)),
+                            "max_retries": MAX_RETRIES, "shards": 0, "ran_locally": {}}
+
+    def embed(self, embedder, rows: ImageRows, progress: Progress | None) -> Embedding:
+        """``embedder.embed(rows)``, its per-image part run as Ray tasks."""
+        if embedder.name not in SHARDED_EMBEDDERS:
+            self.facts["ran_locally"][embedder.name] = "trains on the whole dataset at once"
+            return embedder.embed(rows, progress, self.should_cancel)
+        if not rows.paths:
+            return embedder.embed(rows, progress, self.should_cancel)
+        spec = self.spec_of(embedder.name)
+        per_image, failed = self.run_shards(spec, rows, progress)
+        if embedder.name == "pixels":
+            return embedder.from_thumbnails(per_image, failed)
+        return Embedding(per_image, embedder.model_id, failed)
+
+    def run_shards(self, spec: EmbedderSpec, rows: ImageRows,
+                   progress: Progress | None) -> tuple[np.ndarray, dict[int, str]]:
+        on_gpu = spec.context.device == "cuda"
+        task = self.ray.remote(embed_shard).options(max_retries=MAX_RETRIES, num_cpus=1,
+                                                    num_gpus=1 if on_gpu else 0)
+        slots = self.facts["cluster_gpus" if on_gpu else "cluster_cpus"]
+        bounds = shard_bounds(len(rows.paths), slots)
+        self.facts["shards"] += len(bounds)
+        pending = {task.remote(spec, rows_between(rows, start, stop)): (start, stop)
+                   for start, stop in bounds}
+        results: dict[int, tuple[np.ndarray, dict[int, str]]] = {}
+        try:
+            while pending:
+                self.check_cancel()
+                ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    start, _stop = pending.pop(ref)
+                    results[start] = self.ray.get(ref)
+                    self.report(progress, rows, results, bounds)
+        finally:
+            for ref in pending:   # cancelled, or another shard failed: stop the rest
+                self.ray.cancel(ref, force=True)
+        return assemble(results)
+
+    def check_cancel(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("cancelled while embedding on Ray")
+
+    @staticmethod
+    def report(progress: Progress | None, rows: ImageRows, results: dict, bounds: list) -> None:
+        if progress is None:
+            return
+        done, total = sum(len(part) for part, _ in results.values()), len(rows.paths)
+        progress(done / total, f"embedded {done:,} of {total:,} images on Ray "
+                               f"({len(results)} of {len(bounds)} shards)")
+
+
+def shard_bounds(n: int, slots: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges: about ``SHARDS_PER_SLOT`` shards per parallel slot."""
+    size = min(MAX_SHARD_ROWS, max(1, math.ceil(n / (max(slots, 1) * SHARDS_PER_SLOT))))
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def rows_between(rows: ImageRows, start: int, stop: int) -> ImageRows:
+    return ImageRows(rows.paths[start:stop], rows.hashes[start:stop], rows.labels[start:stop])
+
+
+def assemble(results: dict[int, tuple[np.ndarray, dict[int, str]]]
+             ) -> tuple[np.ndarray, dict[int, str]]:
+    """The shards' arrays joined in row order, and their failed rows as dataset rows."""
+    starts = sorted(results)
+    per_image = np.concatenate([results[start][0] for start in starts])
+    failed = {start + row: reason for start in starts for row, reason in results[start][1].items()}
+    return per_image, dict(sorted(failed.items()))
+
+
+def embed_shard(spec: EmbedderSpec, rows: ImageRows) -> tuple[np.ndarray, dict[int, str]]:
+    """In a Ray worker process: the per-image part of embedding one shard, and its failed rows
+    (shard rows -> reason)."""
+    if spec.name == "pixels":
+        from audit.embedders import pixels
+
+        return pixels.thumbnails(rows, spec.context)
+    key = repr(spec)
+    if key not in _BUILT:
+        from audit.embedders import make_embedder
+
+        _BUILT[key], _ = make_embedder(spec.name, spec.context, spec.clip_model,
+                                       spec.clip_pretrained)
+    result = _BUILT[key].embed(rows)
+    return result.vectors, result.failed

@@ -1,0 +1,194 @@
+"""The ``ray`` executor of the embed stage on a real local Ray cluster (2 CPUs, no dashboard):
+the same flags and scores as the local executor, cancel, a killed Ray worker process, and the
+settings that choose it. The dataset is real PNG files written here, with planted problems."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from PIL import Image
+
+from audit.cli import build_parser, _config_overrides, main
+from audit.config import AuditConfig
+from audit.errors import Cancelled, ConfigError
+from audit.ingest import ingest
+from audit.plan import run_audit
+from audit.settings import load_settings
+from audit.store import Store
+from audit.store import datasets as dataset_store
+from audit.store import runs
+from tests.conftest import PROJECT_ROOT
+
+CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210)}
+PER_CLASS = 50
+MISLABELLED = ["green/x_red_0.png", "green/x_red_1.png", "blue/x_green_0.png"]
+BROKEN_AFTER_INGEST = "red/041.png"      # decodes at ingestion, truncated before the audit
+AUDITED = {"embedder": "pixels", "probe": "logistic", "folds": 2, "k": 5, "loader_workers": 0,
+           "detectors": ["label_issue", "knn_label", "outlier", "near_duplicate", "overall"]}
+SCORE_TOLERANCE = 1e-4
+JSON_COLUMNS = ("config", "summary", "notes", "timings")
+KILL_SWITCH_ENV = "SIEVE_TEST_RAY_KILL_SWITCH"
+
+def arm_kill_switch() -> None:
+    """Ray ``worker_process_setup_hook``: while the kill-switch file exists, the first shard task
+    to take it (an atomic rename) writes its pid there and kills its own worker process."""
+    from audit.embedders import pixels
+
+    decode = pixels.thumbnails
+
+    def thumbnails_or_die(rows, context, *args):
+        switch = Path(os.environ[KILL_SWITCH_ENV])
+        fired = switch.with_suffix(".fired")
+        try:
+            switch.rename(fired)
+        except FileNotFoundError:
+            return decode(rows, context, *args)
+        fired.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    pixels.thumbnails = thumbnails_or_die
+
+def write_images(root: Path) -> None:
+    """Three colour classes of noisy 24-pixel squares, a few filed under the wrong class and one
+    exact copy (a near duplicate)."""
+    rng = np.random.default_rng(7)
+
+    def square(colour) -> Image.Image:
+        noise = rng.normal(0, 25, size=(24, 24, 3))
+        pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+        pixels[rng.integers(0, 16):, rng.integers(0, 16):] //= 2   # a darker corner
+        return Image.fromarray(pixels, mode="RGB")
+
+    for name, colour in CLASSES.items():
+        (root / name).mkdir(parents=True)
+        for i in range(PER_CLASS):
+            square(colour).save(root / name / f"{i:03d}.png")
+    for relative in MISLABELLED:
+        true_class = relative.split("_")[1]
+        square(CLASSES[true_class]).save(root / relative)
+    shutil.copy(root / "blue" / "000.png", root / "blue" / "copy_of_000.png")
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real local Ray instance for this module, its workers able to import the project and
+    armed with the kill switch's hook (inactive until a test creates the switch file)."""
+    switch = tmp_path_factory.mktemp("ray_switch") / "kill.switch"
+    python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {KILL_SWITCH_ENV: str(switch), "PYTHONPATH": python_path},
+                          "worker_process_setup_hook": arm_kill_switch})
+    yield switch
+    ray.shutdown()
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A data home with the dataset ingested, then one of its images truncated."""
+    home = tmp_path_factory.mktemp("ray_home")
+    settings = load_settings(toml_path=home / "absent.toml",
+                             env={"AUDIT_DATA_HOME": str(home), "AUDIT_INGEST_WORKERS": "2"})
+    store = Store.from_settings(settings)
+    source = tmp_path_factory.mktemp("ray_images") / "colours"
+    write_images(source)
+    dataset_id = ingest(store, source, settings, name="colours")
+    broken = source / BROKEN_AFTER_INGEST
+    broken.write_bytes(broken.read_bytes()[:60])
+    return {"home": home, "settings": settings, "store": store, "id": dataset_id}
+
+def audit(dataset, executor: str, **hooks) -> int:
+    shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)   # decode every image
+    return run_audit(dataset["store"], dataset["settings"], dataset["id"],
+                     {**AUDITED, "executor": executor}, **hooks)
+
+def run_record(dataset, run_id: int) -> dict:
+    """The run's row, its JSON columns read."""
+    row = runs.get_run(dataset["store"], run_id)
+    return {key: json.loads(value) if key in JSON_COLUMNS and value else value
+            for key, value in row.items()}
+
+def scores(dataset, run_id: int):
+    return runs.scores_frame(dataset["store"], run_id).set_index(["detector", "sample_id"])
+
+def test_ray_audit_gives_the_flags_and_scores_of_the_local_one(cluster, dataset) -> None:
+    on_ray = audit(dataset, "ray")
+    local = audit(dataset, "local")
+    ray_run, local_run = (run_record(dataset, r) for r in (on_ray, local))
+    ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
+
+    assert ray_run["status"] == local_run["status"] == "succeeded"
+    assert ray_run["config"]["executor"] == "ray" and local_run["config"]["executor"] == "local"
+    executor = ray_run["summary"]["executor"]
+    assert executor["name"] == "ray" and executor["shards"] > 1
+    assert local_run["summary"]["executor"] == {"name": "local"}
+    assert ray_run["notes"]["embedding"] == local_run["notes"]["embedding"]
+    assert BROKEN_AFTER_INGEST in ray_run["notes"]["embedding"]
+    assert ray_scores.index.equals(local_scores.index)
+    assert (ray_scores["is_issue"] == local_scores["is_issue"]).all()
+    assert np.abs(ray_scores["score"] - local_scores["score"]).max() <= SCORE_TOLERANCE
+    samples = dataset_store.samples_frame(dataset["store"], dataset["id"])
+    planted = set(samples.loc[samples["path"].isin(MISLABELLED), "sample_id"])
+    flagged = set(ray_scores.loc["label_issue"].query("is_issue").index)
+    assert len(planted & flagged) >= 2, "the planted label errors are found, not only agreed on"
+
+def test_cancel_during_the_ray_embed_stage_ends_the_run_cancelled(cluster, dataset) -> None:
+    shards_done = []
+
+    def progress(fraction: float, message: str) -> None:
+        if "on Ray" in message:
+            shards_done.append(message)
+
+    with pytest.raises(Cancelled):
+        audit(dataset, "ray", progress=progress, should_cancel=lambda: bool(shards_done))
+    run = run_record(dataset, int(runs.list_runs(dataset["store"], dataset["id"])["id"].max()))
+    assert run["status"] == "cancelled"
+    assert len(shards_done) == 1, "cancel is honoured at the first shard boundary"
+    assert "embed" not in run["timings"], "the embed stage was cut short, not finished"
+
+def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> None:
+    cluster.touch()
+    run_id = audit(dataset, "ray")
+    killed = cluster.with_suffix(".fired")
+    assert killed.exists(), "a shard task took the switch and killed its worker process"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(killed.read_text()), 0)
+    run = run_record(dataset, run_id)
+    assert run["status"] == "succeeded"
+    assert len(scores(dataset, run_id).loc["overall"]) == 3 * PER_CLASS + len(MISLABELLED)
+
+def test_an_unknown_executor_is_a_one_line_error(dataset, monkeypatch, capsys) -> None:
+    with pytest.raises(ConfigError, match=r"executor='dask'.*local, ray"):
+        load_settings(toml_path=dataset["home"] / "absent.toml", env={"AUDIT_EXECUTOR": "dask"})
+    with pytest.raises(ConfigError, match=r"unknown executor 'dask'; choose one of local, ray"):
+        AuditConfig.from_dict({"executor": "dask"}, dataset["settings"])
+
+    monkeypatch.setenv("AUDIT_DATA_HOME", str(dataset["home"]))
+    monkeypatch.setenv("AUDIT_CONFIG", str(dataset["home"] / "absent.toml"))
+    assert main(["run", "colours", "--executor", "dask"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'dask'" in error and "local, ray" in error
+    monkeypatch.setenv("AUDIT_EXECUTOR", "dask")
+    assert main(["datasets"]) == 2
+    assert "executor='dask'" in capsys.readouterr().err
+
+def test_the_cli_passes_the_executor_and_the_light_paths_never_import_ray(dataset) -> None:
+    args = build_parser().parse_args(["run", "colours", "--executor", "ray",
+                                      "--ray-address", "auto"])
+    assert _config_overrides(args) == {"executor": "ray", "ray_address": "auto"}
+    script = ("import sys\nfrom pathlib import Path\nimport audit.cli, audit.plan\n"
+              "from audit.config import AuditConfig\nfrom audit.settings import load_settings\n"
+              "settings = load_settings(toml_path=Path('absent.toml'), env={})\n"
+              "AuditConfig.from_dict({'executor': 'ray'}, settings)\n"
+              "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
