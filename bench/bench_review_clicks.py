@@ -121,6 +121,12 @@ def _first_card(page) -> str:
     return page.evaluate(FIRST_CARD)
 
 
+def _card_key(page, widget: str, i: int) -> str:
+    """The sample id in the key of the i-th card's ``widget`` (``open``, ``card_keep`` ...)."""
+    return page.evaluate(f"Array.from(document.querySelectorAll(\"[class*='st-key-{widget}-']\"))"
+                         f"[{i}].className.match(/st-key-{widget}-(\\S+)/)[1]")
+
+
 def _page_changes(page, clicks: int) -> list[float]:
     """Next page, then back, alternately (PageDown/PageUp's buttons)."""
     main = page.get_by_test_id("stMain")
@@ -149,9 +155,7 @@ def _decisions(page, clicks: int) -> list[float]:
     main = page.get_by_test_id("stMain")
     times = []
     for i in range(clicks):
-        card_key = page.evaluate(
-            f"Array.from(document.querySelectorAll(\"[class*='st-key-card_keep-']\"))[{i}]"
-            ".className.match(/st-key-card_keep-(\\S+)/)[1]")
+        card_key = _card_key(page, "card_keep", i)
         button = main.locator(f".st-key-card_keep-{card_key} button").first
         shown = ("(() => { let card = document.querySelector('.st-key-card_keep-' + arg);"
                  " while (card && !card.querySelector('img')) card = card.parentElement;"
@@ -165,9 +169,7 @@ def _open_examples(page, clicks: int) -> list[float]:
     main = page.get_by_test_id("stMain")
     times = []
     for i in range(clicks):
-        sample_id = page.evaluate(
-            f"Array.from(document.querySelectorAll(\"[class*='st-key-open-']\"))[{i}]"
-            ".className.match(/st-key-open-(\\S+)/)[1]")
+        sample_id = _card_key(page, "open", i)
         button = main.locator(f".st-key-open-{sample_id} button").first
         shown = "document.body.innerText.includes('id: ' + arg)"
         times.append(_timed_until(page, button.click, shown, sample_id))
