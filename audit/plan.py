@@ -37,7 +37,7 @@ from audit.settings import Settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
 from audit.store import runs as run_store
-from audit.store.explore import ensure_explore_index
+from audit.explore_ready import make_ready_for_explore
 from audit.store.neighbours import write_neighbours
 from audit.store.run_scores import run_sample_frame, scores_for_store
 from audit.two_d_map import two_d_map
@@ -142,17 +142,19 @@ class AuditRun:
                 write_neighbours(self.store, self.run_id, inputs.sample_ids, inputs.knn.indices,
                                  inputs.knn.distances)
         self.finish("succeeded")
-        self.report("write", 0.9, "indexing the run for Explore")
-        self.index_for_explore()
+        self.report("write", 0.9, "making the run ready for Explore")
+        self.ready_for_explore()
         self.report("write", 1.0, "done")
 
-    def index_for_explore(self) -> None:
-        """Build the Explore index of the finished run here, so no page has to."""
+    def ready_for_explore(self) -> None:
+        """Build the finished run's Explore index and its opening page's thumbnails here, so no
+        page has to (``audit.explore_ready``)."""
         try:
-            ensure_explore_index(self.store, self.run_id)
+            made = make_ready_for_explore(self.store, self.settings, self.run_id)
+            self.log(f"Explore index built; {made} thumbnails of its opening page made")
         except Exception as exc:  # the run is complete; the first page to open it builds it
-            self.log(f"Explore index not built ({type(exc).__name__}: {exc}); the first page "
-                     "to open the run builds it")
+            self.log(f"Explore not made ready ({type(exc).__name__}: {exc}); the first page "
+                     "to open the run does it")
 
     def load_samples(self, dataset) -> "SampleTable":
         self.report("load", 0.0, "loading samples")

@@ -8,7 +8,8 @@ Explore index built as the worker builds it when a run succeeds), served by
 means: the script's run has ended, the change is on the page (the grid's first card, the card's
 decision badge, the example's id) and every image has loaded. The newly finished run is a second
 synthetic dataset and run (another seed, so other thumbnails) written while the server runs,
-its index built as the worker builds it, then opened by its URL.
+made ready as the worker makes a run ready (its index and its opening page's thumbnails,
+``audit.explore_ready``), then opened by its URL.
 
     python -m bench.bench_review_clicks [--samples 100000] [--clicks 20]
 
@@ -29,8 +30,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from audit.explore_ready import make_ready_for_explore  # noqa: E402
+from audit.settings import load_settings  # noqa: E402
 from audit.store import Store  # noqa: E402
-from audit.store.explore import ensure_explore_index  # noqa: E402
 from bench.bench_explore import (BROWSER_ARGS, CLASSES, DETECTORS, _build,  # noqa: E402
                                  _machine, _percentile, _served)
 from bench.synthetic_runs import load_synthetic_run  # noqa: E402
@@ -80,7 +82,9 @@ def _browser(home: Path, store: Store, samples: int, clicks: int) -> dict:
                      "open example": _open_examples(page, clicks)}
             dataset_id, run_id = load_synthetic_run(store, samples, DETECTORS, 1, CLASSES,
                                                     str(home))
-            ensure_explore_index(store, run_id)      # what the worker does as the run ends
+            settings = load_settings(toml_path=home / "absent.toml",
+                                     env={"AUDIT_DATA_HOME": str(home)})
+            make_ready_for_explore(store, settings, run_id)   # what the worker does at run end
             new_run = browser.new_page(viewport={"width": 1600, "height": 1000})
             new_run_ms = _first_page(new_run, f"{url}/?dataset={dataset_id}&run={run_id}")
         finally:

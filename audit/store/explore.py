@@ -33,6 +33,7 @@ from audit.store.run_compare import RunChange, change_condition
 DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
 SORT_SPECIAL = ("worst", "flags", "order")
 PREFERRED_SORT = "overall"      # the one ranking of label problems, when the run has it
+PAGE_SIZE = 48                  # samples on one page of Explore
 _build_guard = threading.Lock()
 
 _BUILD_ROWS = """
@@ -142,7 +143,7 @@ class ExplorePage:
 
 
 def explore_page(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
-                 page: int = 0, page_size: int = 48) -> ExplorePage:
+                 page: int = 0, page_size: int = PAGE_SIZE) -> ExplorePage:
     """One page of samples matching the filters, sorted, with the total number of matches.
     One transaction when the run's index exists; the first call for a run builds it."""
     with store.transaction() as con:
@@ -271,6 +272,11 @@ def _decision_parts(state: str, params: dict) -> list[str]:
 def default_sort(detectors: list[str]) -> str:
     """What Explore sorts by until the user picks otherwise: ``overall`` when the run has it."""
     return PREFERRED_SORT if PREFERRED_SORT in detectors else "worst"
+
+
+def opening_filters(detectors: list[str]) -> ExploreFilters:
+    """The filters Explore opens on: flagged samples, by the default sort, worst first."""
+    return ExploreFilters(flagged_only=True, sort_by=default_sort(detectors))
 
 
 def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, dict]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audit.store.explore import ExploreFilters, OrderPlace, default_sort
+from audit.store.explore import ExploreFilters, OrderPlace, opening_filters
 from audit.store.flags import Decision
 from audit.thumbnails import GRID_SIZE, LARGE_SIZE
 from dashboard import context, data, deciding, sample_set
@@ -89,8 +89,7 @@ def _explore_filters(view: context.View) -> ExploreFilters:
     shown = st.session_state.get(FILTERS_KEY)
     if shown is not None:
         return shown
-    detectors = data.run_detectors(view.store, view.run_id)
-    return ExploreFilters(flagged_only=True, sort_by=default_sort(detectors))
+    return opening_filters(data.run_detectors(view.store, view.run_id))
 
 
 # --- the review loop -----------------------------------------------------------------------

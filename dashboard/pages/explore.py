@@ -15,7 +15,7 @@ import math
 import streamlit as st
 
 from audit.run_trust import stronger_signal_commands
-from audit.store.explore import (DECISION_STATES, SORT_SPECIAL, ExploreFilters,
+from audit.store.explore import (DECISION_STATES, PAGE_SIZE, SORT_SPECIAL, ExploreFilters,
                                  undecided_suggestions)
 from audit.store.flags import Decision
 from audit.store.run_compare import RunChange
@@ -26,7 +26,6 @@ from dashboard.run_to_run import CHANGE_KEY
 from dashboard.widgets import (decision_badge, file_line, label_lines, plain, sample_image,
                                why_lines)
 
-PAGE_SIZE = 48
 COLUMNS = 6
 PICK_PREFIX = "pick|"
 SORT_LABELS = dict(zip(SORT_SPECIAL, ("worst score (any detector)", "number of flags",

@@ -17,7 +17,9 @@ from audit.errors import Cancelled, ConfigError, InputError
 from audit.config import AuditConfig
 from audit.plan import detector_order, run_audit
 from audit.store import runs
+from audit.store.explore import ensure_explore_index, explore_page, opening_filters
 from audit.supplied import load_embeddings, load_pred_probs
+from audit.thumbnails import GRID_SIZE, thumbnail_path
 from tests.audit.manifests import write_manifest
 
 RED, BLUE = (200, 40, 30), (30, 60, 210)
@@ -155,6 +157,11 @@ def test_run_writes_scores_skips_and_provenance(store, settings, dataset_id):
     with store.transaction() as con:      # indexed by the worker, not by the first page
         assert con.execute("SELECT count(*) FROM explore_runs WHERE run_id = ?",
                            [run_id]).fetchone()[0] == 1
+    opening = explore_page(store, dataset_id, run_id, opening_filters(
+        ensure_explore_index(store, run_id))).rows      # and its opening page's thumbnails
+    readable = opening[opening["load_error"].isna()]
+    assert len(readable) > 0 and all(thumbnail_path(settings, sha, GRID_SIZE).is_file()
+                                     for sha in readable["sha256"])
     skipped, notes = json.loads(run["skipped"]), json.loads(run["notes"])
     assert "boom on purpose" in skipped["t_boom"] and "captions" in skipped["t_captions"]
     assert notes["samples"].startswith("1 of 31 samples")
