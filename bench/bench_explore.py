@@ -15,7 +15,6 @@ Prints a table; writes the figures as JSON under bench/out/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -37,6 +36,7 @@ from audit.store import Store  # noqa: E402
 from audit.store import explore, insights  # noqa: E402
 from audit.store.explore import ExploreFilters  # noqa: E402
 from audit.store.flags import Decision, record_decisions  # noqa: E402
+from bench.figures import save_figures  # noqa: E402
 from bench.synthetic_runs import load_synthetic_run  # noqa: E402
 
 DETECTORS = ["image_quality", "knn_label", "label_issue", "near_duplicate", "outlier",
@@ -76,7 +76,7 @@ def main() -> None:
         if not args.data_home:
             shutil.rmtree(home, ignore_errors=True)
     _print_table(figures)
-    _save(figures)
+    save_figures(f"bench_explore_{figures['samples']}", figures)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -249,14 +249,6 @@ def _print_table(figures: dict) -> None:
     for name, value in rows:
         shown = f"{value:,.0f}" if isinstance(value, float | int) else value
         print(f"{name:<{width}}  {shown}")
-
-
-def _save(figures: dict) -> None:
-    out = PROJECT_ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench_explore_{figures['samples']}.json"
-    path.write_text(json.dumps(figures, indent=2, default=str))
-    print(f"figures written to {path.relative_to(PROJECT_ROOT)}")
 
 
 if __name__ == "__main__":

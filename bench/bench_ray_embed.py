@@ -45,8 +45,8 @@ from audit.settings import load_settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
 from audit.store import runs
+from bench.figures import save_figures
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
@@ -267,14 +267,10 @@ def print_table(figures: dict) -> None:
 
 
 def save(figures: dict) -> None:
-    out = PROJECT_ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
     suffix = "" if figures["embedder"] == "pixels" else f"_{figures['embedder']}"
     if figures["loader_workers"] != DEFAULT_LOADER_WORKERS:
         suffix += f"_lw{figures['loader_workers']}"
-    path = out / f"bench_ray_embed_{figures['samples']}{suffix}.json"
-    path.write_text(json.dumps(figures, indent=2, default=str))
-    print(f"figures written to {path.relative_to(PROJECT_ROOT)}")
+    save_figures(f"bench_ray_embed_{figures['samples']}{suffix}", figures)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Prints a table; writes the figures as JSON under bench/out/.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from audit.settings import load_settings  # noqa: E402
 from audit.store import Store  # noqa: E402
 from bench.bench_explore import (BROWSER_ARGS, CLASSES, DETECTORS, _build,  # noqa: E402
                                  _machine, _percentile, _served)
+from bench.figures import save_figures  # noqa: E402
 from bench.synthetic_runs import load_synthetic_run  # noqa: E402
 
 WAIT_MS = 120_000
@@ -57,7 +57,7 @@ def main() -> None:
         _build(store, args.samples, figures)
         figures["browser"] = _browser(home, store, args.samples, args.clicks)
     _print_table(figures)
-    _save(figures)
+    save_figures(f"bench_review_clicks_{figures['samples']}", figures)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,18 +154,20 @@ def _filter_changes(page, clicks: int) -> list[float]:
     return times
 
 
+def _card_click(page, widget: str, i: int, shown_js: str) -> float:
+    """Click the i-th card's ``widget`` button; the time until ``shown_js`` holds (``arg``
+    in it is the card's sample id)."""
+    sample_id = _card_key(page, widget, i)
+    button = page.get_by_test_id("stMain").locator(f".st-key-{widget}-{sample_id} button").first
+    return _timed_until(page, button.click, shown_js, sample_id)
+
+
 def _decisions(page, clicks: int) -> list[float]:
     """Keep on the i-th card of the page, until its badge says kept."""
-    main = page.get_by_test_id("stMain")
-    times = []
-    for i in range(clicks):
-        card_key = _card_key(page, "card_keep", i)
-        button = main.locator(f".st-key-card_keep-{card_key} button").first
-        shown = ("(() => { let card = document.querySelector('.st-key-card_keep-' + arg);"
-                 " while (card && !card.querySelector('img')) card = card.parentElement;"
-                 " return card !== null && card.innerText.includes('kept'); })()")
-        times.append(_timed_until(page, button.click, shown, card_key))
-    return times
+    kept = ("(() => { let card = document.querySelector('.st-key-card_keep-' + arg);"
+            " while (card && !card.querySelector('img')) card = card.parentElement;"
+            " return card !== null && card.innerText.includes('kept'); })()")
+    return [_card_click(page, "card_keep", i, kept) for i in range(clicks)]
 
 
 def _open_examples(page, clicks: int) -> list[float]:
@@ -173,10 +175,8 @@ def _open_examples(page, clicks: int) -> list[float]:
     main = page.get_by_test_id("stMain")
     times = []
     for i in range(clicks):
-        sample_id = _card_key(page, "open", i)
-        button = main.locator(f".st-key-open-{sample_id} button").first
-        shown = "document.body.innerText.includes('id: ' + arg)"
-        times.append(_timed_until(page, button.click, shown, sample_id))
+        times.append(_card_click(page, "open", i,
+                                 "document.body.innerText.includes('id: ' + arg)"))
         main.get_by_role("link", name="Back to Explore").click()
         page.wait_for_function(
             f"document.querySelectorAll(\"[class*='st-key-open-']\").length === 48 && {STILL}",
@@ -195,14 +195,6 @@ def _print_table(figures: dict) -> None:
             print(f"{name:<52} {value['median_ms']:>10,.0f} {value['p95_ms']:>8,.0f}")
     print(f"bars: median <= {BARS_MS['median']} ms, p95 <= {BARS_MS['p95']} ms, "
           f"first page <= {BARS_MS['first page']} ms")
-
-
-def _save(figures: dict) -> None:
-    out = PROJECT_ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench_review_clicks_{figures['samples']}.json"
-    path.write_text(json.dumps(figures, indent=2, default=str))
-    print(f"figures written to {path.relative_to(PROJECT_ROOT)}")
 
 
 if __name__ == "__main__":
