@@ -12,13 +12,22 @@ def load_synthetic_run(store: Store, n_samples: int, detectors: list[str], seed:
     ``images/class_<k>.png`` under ``root``: one picture per class, which the caller may
     write. Returns (dataset_id, run_id)."""
     with store.transaction() as con:
-        con.execute("SELECT setseed(?)", [(seed % 1000) / 1000.0])
         dataset_id = con.execute(
             "INSERT INTO datasets (name, source, kind, root) "
             "VALUES (?, 'synthetic', 'manifest', ?) RETURNING id",
             [f"synthetic-{n_samples}-{seed}", root]).fetchone()[0]
         con.execute(_SYNTHETIC_SAMPLES, {"dataset_id": dataset_id, "n": n_samples,
                                          "classes": classes})
+    return int(dataset_id), add_synthetic_run(store, dataset_id, n_samples, detectors, seed,
+                                              classes)
+
+
+def add_synthetic_run(store: Store, dataset_id: int, n_samples: int, detectors: list[str],
+                      seed: int, classes: int = 100) -> int:
+    """One more succeeded run of a synthetic dataset (``load_synthetic_run``'s), its scores
+    drawn with ``seed``: a newly finished re-audit. Returns its id."""
+    with store.transaction() as con:
+        con.execute("SELECT setseed(?)", [(seed % 1000) / 1000.0])
         run_id = con.execute(
             "INSERT INTO runs (dataset_id, status, config, finished_at) "
             "VALUES (?, 'succeeded', '{}', current_timestamp) RETURNING id", [dataset_id]
@@ -26,7 +35,7 @@ def load_synthetic_run(store: Store, n_samples: int, detectors: list[str], seed:
         con.execute(_SYNTHETIC_SCORES, {"run_id": run_id, "n": n_samples,
                                         "detectors": detectors, "classes": classes})
         con.execute(_SYNTHETIC_RUN_SAMPLES, {"run_id": run_id, "n": n_samples, "classes": classes})
-    return int(dataset_id), int(run_id)
+    return int(run_id)
 
 
 _SYNTHETIC_SAMPLES = """
