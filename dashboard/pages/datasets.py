@@ -13,6 +13,7 @@ from audit.corrections import WHAT_DECISIONS_DO
 from audit import dataset_lifecycle
 from audit.detectors import catalogue
 from audit.embedders import EMBEDDER_CHOICES as EMBEDDERS
+from audit.settings import EXECUTORS, Settings, field_docs
 from audit.store.datasets import get_dataset
 from dashboard import context, data, job_progress
 from dashboard.errors import reported
@@ -112,9 +113,11 @@ def _start_audit(view: context.View, datasets) -> None:
         seed = cols[2].number_input("Seed", 0, 2**31 - 1, view.settings.seed)
         use_decisions = st.checkbox("Start from the reviewed decisions", value=True,
                                     help=WHAT_DECISIONS_DO)
+        executor, ray_address = _executor_picker(view.settings)
         if st.form_submit_button("Queue audit", type="primary"):
             overrides = {"embedder": embedder, "k": int(k), "folds": int(folds), "seed": int(seed),
-                         "use_decisions": use_decisions}
+                         "use_decisions": use_decisions, "executor": executor,
+                         "ray_address": ray_address.strip()}
             if detectors:
                 overrides["detectors"] = list(detectors)
             with reported():
@@ -155,6 +158,19 @@ def _delete_if_confirmed(view: context.View, dataset, typed: str) -> None:
         deletion = dataset_lifecycle.delete_dataset(view.store, view.settings, dataset)
         _keep_outcome("success", deletion.summary())
         st.rerun()
+
+
+def _executor_picker(settings: Settings) -> tuple[str, str]:
+    """Where the audit's decode + embed runs, and the Ray cluster when on Ray (the settings'
+    values first; their documentation as help)."""
+    docs = field_docs()
+    left, right = st.columns([1, 2])
+    executor = left.selectbox("Executor", EXECUTORS, key="audit_executor",
+                              index=EXECUTORS.index(settings.executor), help=docs["executor"])
+    address = right.text_input("Ray cluster address", value=settings.ray_address,
+                               key="audit_ray_address", help=docs["ray_address"],
+                               placeholder="empty: a local Ray instance for the run")
+    return executor, address
 
 
 def _detector_picker() -> list[str]:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import time
+
 import numpy as np
 import pytest
 import ray
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
@@ -25,8 +29,9 @@ from audit.plan import run_audit
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
+from audit.store import jobs as job_store
 from audit.store import runs
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, kill_workers_of
 
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210)}
 PER_CLASS = 50
@@ -163,6 +168,78 @@ def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> 
     run = run_record(dataset, run_id)
     assert run["status"] == "succeeded"
     assert len(scores(dataset, run_id).loc["overall"]) == 3 * PER_CLASS + len(MISLABELLED)
+
+def ended_job(dataset, job_id: int, deadline_s: float = 600) -> dict:
+    """The job once a real worker has ended it (a generous deadline for a busy machine)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        job = job_store.get_job(dataset["store"], job_id)
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not end within {deadline_s} s")
+
+
+def assert_ran_on_the_cluster(dataset, run_id: int, address: str) -> None:
+    """The run succeeded on Ray at that address, with the flags of the same audit run here."""
+    run = run_record(dataset, run_id)
+    assert run["status"] == "succeeded"
+    assert (run["config"]["executor"], run["config"]["ray_address"]) == ("ray", address)
+    executor = run["summary"]["executor"]
+    assert (executor["name"], executor["address"]) == ("ray", address)
+    assert executor["shards"] > 1
+    local = run_audit(dataset["store"], dataset["settings"], dataset["id"],
+                      {**run["config"], "executor": "local", "ray_address": ""})
+    assert scores(dataset, run_id)["is_issue"].equals(scores(dataset, local)["is_issue"])
+
+
+def test_the_cli_queues_an_audit_that_a_worker_runs_on_the_cluster(cluster, dataset) -> None:
+    """``python -m audit run --executor ray --ray-address`` in its own process: it queues the
+    job, starts a worker process, which joins the running cluster as a Ray driver."""
+    address = ray.get_runtime_context().gcs_address
+    shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)
+    env = {**os.environ, "AUDIT_DATA_HOME": str(dataset["home"]),
+           "AUDIT_CONFIG": str(dataset["home"] / "absent.toml"), "AUDIT_LOADER_WORKERS": "0"}
+    command = [sys.executable, "-m", "audit", "run", "colours", "--wait", "--executor", "ray",
+               "--ray-address", address, "--embedder", "pixels", "--probe", "logistic",
+               "--folds", "2", "--k", "5", "--detectors", ",".join(AUDITED["detectors"])]
+    try:
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                              text=True, timeout=900)
+    finally:
+        kill_workers_of(dataset["home"])
+    assert done.returncode == 0, done.stderr
+    run_id = int(done.stdout.strip().splitlines()[-1].rsplit("run ", 1)[1])
+    assert_ran_on_the_cluster(dataset, run_id, address)
+
+
+def test_the_dashboards_queue_runs_an_audit_on_the_cluster(cluster, dataset, monkeypatch) -> None:
+    """The Datasets page's "Start an audit" with the Ray executor and the cluster's address; the
+    worker process it starts runs the job on the cluster."""
+    address = ray.get_runtime_context().gcs_address
+    shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)
+    for name, value in {"AUDIT_DATA_HOME": str(dataset["home"]), "AUDIT_LOADER_WORKERS": "0",
+                        "AUDIT_CONFIG": str(dataset["home"] / "absent.toml")}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard" / "app.py"), default_timeout=120)
+    at.switch_page("pages/datasets.py").run()
+    assert at.selectbox(key="audit_executor").value == "local"     # the settings' default
+    at.selectbox(key="audit_executor").set_value("ray")
+    at.text_input(key="audit_ray_address").set_value(address)
+    next(s for s in at.selectbox if s.label == "Embedder").set_value("pixels")
+    at.multiselect(key="audit_detectors").set_value(AUDITED["detectors"])
+    for label, value in (("Neighbours (k)", 5), ("Folds", 2)):
+        next(n for n in at.number_input if n.label == label).set_value(value)
+    try:
+        next(b for b in at.button if b.label == "Queue audit").click().run()
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        job_id = int(re.search(r"Queued job (\d+)", at.success[0].value).group(1))
+        job = ended_job(dataset, job_id)
+    finally:
+        kill_workers_of(dataset["home"])
+    assert job["status"] == "succeeded", job["error"]
+    assert_ran_on_the_cluster(dataset, job["run_id"], address)
+
 
 def test_an_unknown_executor_is_a_one_line_error(dataset, monkeypatch, capsys) -> None:
     with pytest.raises(ConfigError, match=r"executor='dask'.*local, ray"):
