@@ -11,11 +11,11 @@ a bound parameter. Insights' per-class, label-matrix and map queries
 (``audit.store.insights``) read the same index, and build it first when no page has yet
 (whichever page a person opens first is right).
 
-Decisions are not in the index: the standing decision of each sample is computed from the
-append-only flags log in the same transaction as every query (``flags.STANDING_DECISIONS``,
-the one statement of the rule, which the export reads too) and joined in. So is each page
-row's top reason (its worst flagging detector's ``details.reason``), read from ``scores`` for
-that page only.
+Each row also carries its top reason: its worst flagging detector (``reason_detector``) and
+that detector's ``details.reason`` (``top_reason``). Decisions are not in the index: the
+standing decision of each sample is computed from the append-only flags log in the same
+transaction as every query (``flags.STANDING_DECISIONS``, the one statement of the rule, which
+the export reads too) and joined in, for the page's rows only unless a filter needs them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ WITH detector_order AS (
     FROM (SELECT unnest($detectors::VARCHAR[]) AS detector)
 ), run_scores AS (
     SELECT sample_id, detector, score, is_issue,
-        CASE WHEN is_issue THEN json_extract_string(details, '$.suggested_label') END AS suggestion
+        CASE WHEN is_issue THEN json_extract_string(details, '$.suggested_label') END AS suggestion,
+        CASE WHEN is_issue THEN json_extract_string(details, '$.reason') END AS reason
     FROM scores WHERE run_id = $run_id
 ), grid AS (
     SELECT s.sample_id, d.detector, d.pos
@@ -54,7 +55,11 @@ WITH detector_order AS (
         list(coalesce(sc.is_issue, false) ORDER BY g.pos) AS issues,
         count(*) FILTER (WHERE sc.is_issue) AS issue_count,
         min(sc.score) AS worst_score,
-        arg_min(sc.suggestion, sc.score) FILTER (WHERE sc.suggestion IS NOT NULL) AS suggestion
+        arg_min(sc.suggestion, sc.score) FILTER (WHERE sc.suggestion IS NOT NULL) AS suggestion,
+        first(sc.detector ORDER BY sc.score NULLS LAST, sc.detector) FILTER (WHERE sc.is_issue)
+            AS reason_detector,
+        first(sc.reason ORDER BY sc.score NULLS LAST, sc.detector) FILTER (WHERE sc.is_issue)
+            AS top_reason
     FROM grid g LEFT JOIN run_scores sc ON sc.sample_id = g.sample_id AND sc.detector = g.detector
     GROUP BY g.sample_id
 )
@@ -62,7 +67,8 @@ SELECT $run_id, s.sample_id, s.row_index, s.split, s.label, s.path, s.caption, s
     s.load_error, CASE WHEN p.suggestion <> s.label THEN p.suggestion END,
     coalesce(p.scores, []::DOUBLE[]), coalesce(p.issues, []::BOOLEAN[]),
     coalesce(p.issue_count, 0), p.worst_score,
-    lower(concat_ws(' ', s.sample_id, s.path, coalesce(s.caption, '')))
+    lower(concat_ws(' ', s.sample_id, s.path, coalesce(s.caption, ''))),
+    p.reason_detector, p.top_reason
 FROM samples s LEFT JOIN per_sample p USING (sample_id)
 WHERE s.dataset_id = $dataset_id
 ORDER BY p.worst_score NULLS LAST, s.row_index
@@ -70,7 +76,8 @@ ORDER BY p.worst_score NULLS LAST, s.row_index
 
 _PAGE_COLUMNS = (
     "r.sample_id, r.split, r.label, r.path, r.caption, r.sha256, r.load_error, "
-    "r.suggested_label, r.scores, r.issues, r.issue_count, r.worst_score"
+    "r.suggested_label, r.scores, r.issues, r.issue_count, r.worst_score, r.reason_detector, "
+    "r.top_reason"
 )
 _WITH_DECISIONS = f"WITH standing_decisions AS ({STANDING_DECISIONS}) "
 _PAGE_DECISIONS = (
@@ -172,7 +179,7 @@ def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters
         f"ORDER BY {order} LIMIT $limit OFFSET $offset",
         {**params, **order_params, "limit": page_size, "offset": max(page, 0) * page_size},
     ).fetchall()]
-    rows = _with_reasons(con, run_id, _rows_by_rowid(con, row_ids))
+    rows = _rows_by_rowid(con, row_ids)
     return ExplorePage(_with_decisions(con, dataset_id, rows, detectors), int(total), detectors)
 
 
@@ -185,20 +192,6 @@ def _rows_by_rowid(con, row_ids: list[int]) -> pd.DataFrame:
     rank = {row_id: i for i, row_id in enumerate(row_ids)}
     rows = rows.sort_values("row_id", key=lambda ids: ids.map(rank)).reset_index(drop=True)
     return rows.drop(columns="row_id")
-
-
-def _with_reasons(con, run_id: int, rows: pd.DataFrame) -> pd.DataFrame:
-    """The page's rows with the worst flagging detector (``reason_detector``) and its reason in
-    words (``top_reason``; both missing when nothing flagged the sample). Read for the page's
-    samples only, from their flagged score rows."""
-    reasons = con.execute(
-        "SELECT sample_id, first(detector ORDER BY score NULLS LAST, detector) AS reason_detector, "
-        "first(json_extract_string(details, '$.reason') ORDER BY score NULLS LAST, detector) "
-        "AS top_reason FROM scores WHERE run_id = $run_id AND is_issue "
-        "AND list_contains($sample_ids::VARCHAR[], sample_id) GROUP BY sample_id",
-        {"run_id": run_id, "sample_ids": rows["sample_id"].tolist()},
-    ).df()
-    return rows.merge(reasons, on="sample_id", how="left")
 
 
 def _with_decisions(con, dataset_id: int, rows: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:

@@ -246,6 +246,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        12,
+        """
+        -- Each Explore row carries its top reason (its worst flagging detector and that
+        -- detector's details.reason), made once when the index is built instead of read from
+        -- `scores` for every page. Indexes built before have no such columns: they are dropped
+        -- here, and rebuilt by the one rule in audit/store/explore.py when their run is next
+        -- opened.
+        DELETE FROM explore_rows;
+        DELETE FROM explore_runs;
+        ALTER TABLE explore_rows ADD COLUMN reason_detector VARCHAR;
+        ALTER TABLE explore_rows ADD COLUMN top_reason VARCHAR;
+        """,
+    ),
 ]
 
 

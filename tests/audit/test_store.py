@@ -13,6 +13,7 @@ import pytest
 
 from audit.store import Store
 from audit.store.datasets import SAMPLE_COLUMNS, create_dataset, list_datasets
+from audit.store.explore import ExploreFilters, explore_page
 from audit.store.flags import Decision, current_decisions, decision_log, record_decisions
 from audit.store.migrations import MIGRATIONS, schema_version
 from audit.store.runs import create_run, finish_run, latest_finished_run, scores_frame, write_scores
@@ -38,6 +39,43 @@ def test_migrations_apply_once_in_order(store: Store) -> None:
     with store.transaction() as con:  # a second open applies nothing again
         assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     assert [v for v, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_an_explore_index_built_before_the_top_reason_column_is_rebuilt_with_it(tmp_path) -> None:
+    """Migration 12: indexes built under migration 11 are dropped; the next page builds the
+    run's index again, each row with its worst flagging detector and that detector's reason."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:       # a store as migration 11 left it
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                    "applied_at TIMESTAMP DEFAULT current_timestamp)")
+        for version, sql in MIGRATIONS[:11]:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+        con.execute("INSERT INTO explore_runs (run_id, dataset_id, detectors) VALUES (1, 1, [])")
+        con.execute("INSERT INTO explore_rows VALUES (1, 'a', 0, 'train', 'a', 'a.png', NULL, "
+                    "'x', NULL, NULL, [], [], 0, NULL, 'a')")
+    store = Store(path)
+    with store.transaction() as con:
+        assert con.execute("SELECT count(*) FROM explore_rows").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM explore_runs").fetchone()[0] == 0
+    dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(["a", "b", "c"]))
+    run_id = create_run(store, dataset_id, {})
+    flagged = {"a": {"outlier": 0.2, "label_issue": 0.1}, "b": {"outlier": 0.3}}
+    for detector in ("label_issue", "outlier"):
+        scores = _scores(["a", "b", "c"], detector)
+        for i, sample_id in enumerate(scores["sample_id"]):
+            if detector in flagged.get(sample_id, {}):
+                scores.loc[i, ["score", "is_issue", "details"]] = [
+                    flagged[sample_id][detector], True,
+                    json.dumps({"reason": f"{detector} doubts {sample_id}"})]
+        write_scores(store, run_id, scores)
+    finish_run(store, run_id, "succeeded")
+    rows = explore_page(store, dataset_id, run_id, ExploreFilters()).rows.set_index("sample_id")
+    assert rows.loc["a", ["reason_detector", "top_reason"]].tolist() == [
+        "label_issue", "label_issue doubts a"]
+    assert rows.loc["b", ["reason_detector", "top_reason"]].tolist() == [
+        "outlier", "outlier doubts b"]
+    assert rows.loc["c", ["reason_detector", "top_reason"]].isna().all()   # nothing flagged it
 
 
 def test_reads_together_share_one_connection_and_keep_each_transaction_whole(store) -> None:
