@@ -209,7 +209,8 @@ def _add_run(commands) -> None:
     cmd.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-32")
     cmd.add_argument("--clip-pretrained", help="open_clip pretrained tag or a checkpoint path")
     cmd.add_argument("--device", help="auto, cuda or cpu")
-    cmd.add_argument("--executor", help="where decode + embed runs: local (default) or ray")
+    cmd.add_argument("--executor", help="where the heavy stages (decode + embed, probe folds, kNN "
+                                           "searches) run: local (default) or ray")
     cmd.add_argument("--ray-address", help="the ray executor's cluster: auto joins the running "
                                            "one, host:port a given one (default: start a local "
                                            "Ray instance)")

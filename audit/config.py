@@ -46,7 +46,7 @@ class AuditConfig:
     pred_probs_file: str | None = None
     class_order: list[str] | None = None    # pred_probs column order; None: audit.classes
     use_decisions: bool = False             # start from the reviewed state (audit.corrections)
-    executor: str = "local"                 # where decode + embed runs (audit.ray_embed)
+    executor: str = "local"                 # where the heavy stages run (audit.executors)
     ray_address: str = ""                   # the ray executor's cluster ("": a local instance)
 
     @classmethod

@@ -4,7 +4,9 @@ Cosine distance on L2-normalised vectors (distance = 1 - inner product). On the 
 FAISS ``IndexFlatIP`` up to ``EXACT_LIMIT`` samples; beyond it, where exact search grows with
 n squared, an approximate cluster search (spherical k-means cells from FAISS, each cell's
 members searched exactly among the members of its ``NPROBE`` nearest cells, one matrix product
-per cell; the limit and the recall are measured in bench/bench_engine_speed.py). On a GPU,
+per cell; the limit and the recall are measured in bench/bench_engine_speed.py). The k-means
+cells are built once here; their searches run as groups of cells through the run's executor
+(``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a GPU,
 chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
 to n - 1; ``exact`` records which search was used.
 """
@@ -12,6 +14,7 @@ to n - 1; ``exact`` records which search was used.
 from __future__ import annotations
 
 import math
+import warnings
 
 import faiss
 import numpy as np
@@ -19,6 +22,7 @@ import torch
 
 from audit.detectors.base import KnnGraph
 from audit.errors import InputError
+from audit.executors import TASKS_PER_SLOT, LocalExecutor
 
 EXACT_LIMIT = 20_000
 NPROBE = 8
@@ -29,8 +33,9 @@ GPU_QUERY_CHUNK = 4096
 
 
 def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
-                    exact_limit: int = EXACT_LIMIT, seed: int = 0) -> KnnGraph:
-    """The k nearest neighbours of every row (self excluded), nearest first."""
+                    exact_limit: int = EXACT_LIMIT, seed: int = 0, executor=None) -> KnnGraph:
+    """The k nearest neighbours of every row (self excluded), nearest first; the cell searches
+    of the approximate search are mapped by ``executor`` (this process when None)."""
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(vectors)
     if n < 2:
@@ -41,7 +46,8 @@ def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
     elif n <= exact_limit:
         indices, similarities, exact = *_flat_search(vectors, k + 1), True
     else:
-        indices, similarities, exact = *_cluster_search(vectors, k + 1, seed), False
+        indices, similarities, exact = *_cluster_search(vectors, k + 1, seed,
+                                                        executor or LocalExecutor()), False
     indices, similarities = drop_self(indices, similarities, k)
     distances = np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
     return KnnGraph(indices=indices.astype(np.int64), distances=distances, exact=exact)
@@ -68,7 +74,8 @@ def _flat_search(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarra
     return indices, similarities
 
 
-def _cluster_search(vectors: np.ndarray, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _cluster_search(vectors: np.ndarray, width: int, seed: int,
+                    executor) -> tuple[np.ndarray, np.ndarray]:
     """Approximate search by clusters: k-means cells, each searched against its nearest cells.
 
     Like an IVF index, but every cell's queries are matched against its candidate cells in one
@@ -82,12 +89,35 @@ def _cluster_search(vectors: np.ndarray, width: int, seed: int) -> tuple[np.ndar
     probe = _nearest(centroids, centroids, min(NPROBE, cells))[1]
     members = np.split(np.argsort(assignment, kind="stable"),
                        np.cumsum(np.bincount(assignment, minlength=cells))[:-1])
+    groups = np.array_split(np.arange(cells), min(cells, TASKS_PER_SLOT * executor.slots()))
+    arguments = [([members[c] for c in group],
+                  [np.concatenate([members[p] for p in probe[c]]) for c in group])
+                 for group in groups]
+    found = executor.map(search_cells, arguments, {"vectors": vectors, "width": width},
+                         what="kNN cell groups")
     indices = np.empty((n, width), dtype=np.int64)
     similarities = np.empty((n, width), dtype=np.float32)
-    base = torch.from_numpy(vectors)
-    for cell in range(cells):
-        candidates = np.concatenate([members[c] for c in probe[cell]])
-        _search_block(base, members[cell], candidates, width, indices, similarities)
+    for (queries, _), (group_indices, group_similarities) in zip(arguments, found):
+        rows = np.concatenate(queries)
+        indices[rows], similarities[rows] = group_indices, group_similarities
+    return indices, similarities
+
+
+def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[np.ndarray], *,
+                 vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``width`` of each cell's queries among its candidates; rows in the order of
+    the cells' queries, one after another."""
+    with warnings.catch_warnings():   # Ray shares ``vectors`` read-only; they are only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        base = torch.from_numpy(vectors)
+    total = sum(len(queries) for queries in queries_per_cell)
+    indices = np.empty((total, width), dtype=np.int64)
+    similarities = np.empty((total, width), dtype=np.float32)
+    start = 0
+    for queries, candidates in zip(queries_per_cell, candidates_per_cell):
+        block = slice(start, start + len(queries))
+        _search_block(base, queries, candidates, width, indices[block], similarities[block])
+        start += len(queries)
     return indices, similarities
 
 
@@ -109,12 +139,13 @@ def _nearest(base: np.ndarray, queries: np.ndarray, width: int) -> tuple[np.ndar
 
 def _search_block(base: torch.Tensor, queries: np.ndarray, candidates: np.ndarray, width: int,
                   indices: np.ndarray, similarities: np.ndarray) -> None:
-    """Exact top-``width`` of ``queries`` among ``candidates`` (padded when there are fewer)."""
+    """Exact top-``width`` of ``queries`` among ``candidates`` (padded when there are fewer),
+    written to row i of ``indices`` and ``similarities`` for ``queries[i]``."""
     pool = base[torch.from_numpy(candidates)]
     take = min(width, len(candidates))
     for start in range(0, len(queries), BLOCK_QUERIES):
-        rows = queries[start:start + BLOCK_QUERIES]
-        top = torch.topk(base[torch.from_numpy(rows)] @ pool.T, take, dim=1)
+        rows = slice(start, start + BLOCK_QUERIES)
+        top = torch.topk(base[torch.from_numpy(queries[rows])] @ pool.T, take, dim=1)
         found = candidates[top.indices.numpy()]
         indices[rows, :take], similarities[rows, :take] = found, top.values.numpy()
         indices[rows, take:], similarities[rows, take:] = -1, -np.inf

@@ -5,8 +5,9 @@ Stages, each timed, logged and followed by a cancel check:
     load samples -> embed (cached) -> out-of-sample pred_probs -> kNN graph
     -> every selected detector in dependency order -> per-sample run facts -> finish
 
-Decode + embed runs in this process, or with ``executor = "ray"`` as Ray tasks over shards
-(``audit.ray_embed``; this process stays the only writer of the store).
+Decode + embed, the probe's folds and the kNN graph's cell searches run through the run's
+executor (``audit.executors``): in this process, or with ``executor = "ray"`` as Ray tasks
+(``audit.ray_executor``); this process stays the only writer of the store.
 
 Only samples whose image decoded at ingestion (``load_error`` NULL) are scored. The run is
 created first and written stage by stage, each write one short transaction; no connection is
@@ -32,6 +33,7 @@ import audit
 from audit.config import AuditConfig, registry
 from audit.corrections import Corrections, reviewed_corrections
 from audit.errors import Cancelled, ConfigError, InputError
+from audit.executors import LocalExecutor, executor_for
 from audit.sample_table import SampleTable
 from audit.settings import Settings
 from audit.store import Store
@@ -87,6 +89,7 @@ class AuditRun:
         self.scored: list[str] = []           # detectors whose scores the run holds
         self.device, self.clip, self.folds = "cpu", None, None
         self.corrections = Corrections()
+        self.executor = LocalExecutor(should_cancel)   # the config's, while the inputs are built
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -172,18 +175,20 @@ class AuditRun:
         return table
 
     def build_inputs(self, table: "SampleTable"):
-        """Embeddings, pred_probs and the kNN graph, each only when something will use it."""
+        """Embeddings, pred_probs and the kNN graph, each only when something will use it, on
+        the config's executor."""
         needs = required_inputs(self.config.detectors)
         embeddings = pred_probs = knn = None
-        if self.embeddings_needed(needs):
-            with self.stage("embed"):
-                embeddings, table = self.embed(table)
-        if self.config.pred_probs_file or embeddings is not None:
-            with self.stage("probe"):
-                pred_probs = self.pred_probs(table, embeddings)
-        if self.knn_needed(needs, embeddings):
-            with self.stage("knn"):
-                knn = self.knn(embeddings)
+        with self.config_executor():
+            if self.embeddings_needed(needs):
+                with self.stage("embed"):
+                    embeddings, table = self.embed(table)
+            if self.config.pred_probs_file or embeddings is not None:
+                with self.stage("probe"):
+                    pred_probs = self.pred_probs(table, embeddings)
+            if self.knn_needed(needs, embeddings):
+                with self.stage("knn"):
+                    knn = self.knn(embeddings)
         return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
                                      self.config.seed, self.device, self.corrections)
 
@@ -234,10 +239,9 @@ class AuditRun:
                                     "asked_for": self.config.embedder, "why": note}
         self.log(f"embedding {table.n:,} images with {embedder.model_id}")
         rows = ImageRows(table.paths, table.sha256, table.labels)
-        with self.embed_executor() as embed_rows:
-            result = embed_rows(embedder, rows, self.stage_progress("embed"))
-            if self.config.embedder == "auto" and embedder.name != "pixels":
-                embedder, result = self.settle_auto(embedder, result, rows, embed_rows)
+        result = self.executor.embed(embedder, rows, self.stage_progress("embed"))
+        if self.config.embedder == "auto" and embedder.name != "pixels":
+            embedder, result = self.settle_auto(embedder, result, rows)
         self.model_ids["embedder"] = result.model_id
         table = self.drop_failed(table, result.failed)
         vectors = result.vectors[table.kept_rows]
@@ -246,33 +250,35 @@ class AuditRun:
         return vectors, table
 
     @contextlib.contextmanager
-    def embed_executor(self) -> Iterator[Callable]:
-        """``embed_rows(embedder, rows, progress)`` where the config says decode + embed runs:
-        in this process, or as Ray tasks (``audit.ray_embed``); the run records which."""
-        if self.config.executor == "local":
-            self.summary["executor"] = {"name": "local"}
-            yield lambda embedder, rows, progress: embedder.embed(rows, progress,
-                                                                  self._should_cancel)
-            return
-        from audit.ray_embed import ray_executor
-
-        self.log(f"embedding on Ray ({self.config.ray_address or 'a local instance'})")
-        with ray_executor(self.config.ray_address, self.embedder_spec,
-                          self._should_cancel) as executor:
-            self.summary["executor"] = executor.facts
-            yield executor.embed
-        for name, why in executor.facts["ran_locally"].items():
+    def config_executor(self) -> Iterator[None]:
+        """``self.executor`` is the config's for the length of the block (a Ray session is
+        started or joined first, timed as the ``executor`` stage, and left at the end); the
+        run records which executor ran and what it did."""
+        if self.config.executor != "local":
+            self.log(f"joining Ray ({self.config.ray_address or 'a local instance'})")
+        with contextlib.ExitStack() as stack:
+            with self.stage("executor"):
+                self.executor = stack.enter_context(executor_for(
+                    self.config.executor, self.config.ray_address, self.embedder_spec,
+                    self._should_cancel))
+            self.summary["executor"] = self.executor.facts
+            try:
+                yield
+            finally:
+                ran_locally = self.executor.facts.get("ran_locally", {})
+                self.executor = LocalExecutor(self._should_cancel)
+        for name, why in ran_locally.items():
             self.note("executor", f"{name} ran in the audit's process, not on Ray: it {why}")
 
     def embedder_spec(self, name: str):
         """What a Ray worker needs to build the embedder ``name`` itself."""
-        from audit.ray_embed import EmbedderSpec
+        from audit.ray_executor import EmbedderSpec
 
         context = dataclasses.replace(self.embed_context(),
                                       data_home=Path(self.settings.data_home).resolve())
         return EmbedderSpec(name, context, self.config.clip_model, self.config.clip_pretrained)
 
-    def settle_auto(self, pretrained, result, rows, embed_rows: Callable) -> tuple:
+    def settle_auto(self, pretrained, result, rows) -> tuple:
         """``auto``'s last step: keep the pretrained vectors unless the pixels explain the
         given labels clearly better (audit/embedders/auto_choice.py)."""
         from audit.embedders.auto_choice import compare_label_agreement
@@ -281,7 +287,7 @@ class AuditRun:
         self.check_cancel()
         self.log("embedding the same images as pixels, to compare")
         pixel_embedder = PixelEmbedder(self.embed_context())
-        pixels = embed_rows(
+        pixels = self.executor.embed(
             pixel_embedder, rows,
             lambda fraction, message: self.report("embed", 1.0, f"pixels: {message}"))
         usable = np.array([r not in result.failed and r not in pixels.failed
@@ -363,7 +369,8 @@ class AuditRun:
             result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
                                      self.config.folds, self.config.seed, self.device,
                                      self.config.probe,
-                                     trainable=self.corrections.trainable(table.sample_ids))
+                                     trainable=self.corrections.trainable(table.sample_ids),
+                                     executor=self.executor)
         except InputError as exc:
             self.note("pred_probs", str(exc))
             return None
@@ -381,7 +388,8 @@ class AuditRun:
 
         self.report("knn", 0.0, "building the neighbour graph")
         try:
-            graph = build_knn_graph(embeddings, self.config.k, self.device, seed=self.config.seed)
+            graph = build_knn_graph(embeddings, self.config.k, self.device, seed=self.config.seed,
+                                    executor=self.executor)
         except InputError as exc:
             self.note("knn", str(exc))
             return None

@@ -76,10 +76,12 @@ def _small_class_notes(labels: np.ndarray, n_folds: int) -> list[str]:
 
 def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                     seed: int = 0, device: str = "cpu", kind: str = "mlp",
-                    trainable: np.ndarray | None = None) -> ProbeResult:
+                    trainable: np.ndarray | None = None, executor=None) -> ProbeResult:
     """Held-out probabilities of the ``kind`` probe for every sample; a sample where
-    ``trainable`` is False (a reviewer removed it) is predicted but never trained on."""
-    import torch
+    ``trainable`` is False (a reviewer removed it) is predicted but never trained on. Each fold
+    is one call of ``fold_probabilities``, mapped by ``executor`` (``audit.executors``; this
+    process when None)."""
+    from audit.executors import LocalExecutor
 
     labels = np.array(labels, dtype=np.int64)
     trainable = np.ones(len(labels), dtype=bool) if trainable is None else trainable
@@ -90,21 +92,35 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
     if kind not in PROBES:
         raise InputError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
     fold_of, n_folds, notes = stratified_folds(labels, folds, seed)
-    features = torch.as_tensor(centred(embeddings), device=device)
-    targets = torch.as_tensor(labels, device=device)
-    probs = np.zeros((len(labels), n_classes), dtype=np.float32)
     rng = np.random.default_rng(seed)
-    predict = predict_mlp if kind == "mlp" else predict_logistic
-    for fold in range(n_folds):
-        held = torch.as_tensor(np.flatnonzero(fold_of == fold), device=device)
-        train = training_rows(np.flatnonzero((fold_of != fold) & trainable), labels, rng)
-        train_rows = torch.as_tensor(train, device=device)
-        probs[held.cpu().numpy()] = predict(features[train_rows], targets[train_rows],
-                                            features[held], n_classes, seed).cpu().numpy()
+    splits = [(training_rows(np.flatnonzero((fold_of != fold) & trainable), labels, rng),
+               np.flatnonzero(fold_of == fold)) for fold in range(n_folds)]
+    executor = executor or LocalExecutor()
+    held_probs = executor.map(
+        fold_probabilities, splits,
+        {"features": centred(embeddings), "labels": labels, "n_classes": n_classes,
+         "seed": seed, "device": device, "kind": kind},
+        what="probe folds", gpus=int(device == "cuda"))
+    probs = np.zeros((len(labels), n_classes), dtype=np.float32)
+    for (_, held), fold_probs in zip(splits, held_probs):
+        probs[held] = fold_probs
     if len(labels) * (n_folds - 1) / n_folds > MAX_TRAIN_ROWS:
         notes.append(f"each fold's probe trained on a seeded random sample of {MAX_TRAIN_ROWS:,} "
                      "rows (every class kept)")
     return ProbeResult(probs, fold_of, n_folds, notes)
+
+
+def fold_probabilities(train: np.ndarray, held: np.ndarray, *, features: np.ndarray,
+                       labels: np.ndarray, n_classes: int, seed: int, device: str,
+                       kind: str) -> np.ndarray:
+    """One fold: the ``kind`` probe trained on the ``train`` rows, its probabilities for the
+    ``held`` rows (float32)."""
+    import torch
+
+    predict = predict_mlp if kind == "mlp" else predict_logistic
+    train_x, held_x = (torch.as_tensor(features[rows], device=device) for rows in (train, held))
+    train_y = torch.as_tensor(labels[train], device=device)
+    return predict(train_x, train_y, held_x, n_classes, seed).cpu().numpy()
 
 
 def training_rows(candidates: np.ndarray, labels: np.ndarray,

@@ -18,7 +18,7 @@ ENV_PREFIX = "AUDIT_"
 TOML_NAME = "audit.toml"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
-EXECUTORS = ("local", "ray")   # where the heavy per-sample stages run (audit/ray_embed.py)
+EXECUTORS = ("local", "ray")   # where the heavy stages run (audit/executors.py)
 
 
 def _field(default, doc: str):
@@ -59,8 +59,8 @@ class Settings:
     batch_size: int = _field(256, "Images per batch when embedding.")
     loader_workers: int = _field(2, "DataLoader worker processes that decode images.")
     executor: str = _field(
-        "local", "Where an audit's decode + embed stage runs: local (this process) or ray (Ray "
-        "tasks over shards of the samples; see docs/scaling.md)."
+        "local", "Where an audit's heavy stages (decode + embed, the probe's folds, the kNN "
+        "graph's searches) run: local (this process) or ray (Ray tasks; see docs/scaling.md)."
     )
     ray_address: str = _field(
         "", "The Ray cluster of the ray executor: empty starts a local Ray instance for the run, "

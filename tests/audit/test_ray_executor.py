@@ -25,7 +25,10 @@ from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
 from audit.errors import Cancelled, ConfigError
 from audit.ingest import ingest
+from audit.knn import build_knn_graph
 from audit.plan import run_audit
+from audit.probe import cross_fit_probe
+from audit.ray_executor import RayExecutor
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
@@ -132,7 +135,8 @@ def test_ray_audit_gives_the_flags_and_scores_of_the_local_one(cluster, dataset)
     assert ray_run["status"] == local_run["status"] == "succeeded"
     assert ray_run["config"]["executor"] == "ray" and local_run["config"]["executor"] == "local"
     executor = ray_run["summary"]["executor"]
-    assert executor["name"] == "ray" and executor["shards"] > 1
+    assert executor["name"] == "ray" and executor["tasks"]["embed_shard"] > 1
+    assert executor["tasks"]["fold_probabilities"] == AUDITED["folds"]
     assert local_run["summary"]["executor"] == {"name": "local"}
     assert ray_run["notes"]["embedding"] == local_run["notes"]["embedding"]
     assert BROKEN_AFTER_INGEST in ray_run["notes"]["embedding"]
@@ -169,6 +173,37 @@ def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> 
     assert run["status"] == "succeeded"
     assert len(scores(dataset, run_id).loc["overall"]) == 3 * PER_CLASS + len(MISLABELLED)
 
+@pytest.mark.parametrize("probe", ["logistic", "mlp"])
+def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) -> None:
+    features, labels = clustered_vectors(600, classes=4)
+    on_ray = RayExecutor(ray, "", None, None)
+    local = cross_fit_probe(features, labels, 4, folds=3, seed=0, kind=probe)
+    remote = cross_fit_probe(features, labels, 4, folds=3, seed=0, kind=probe, executor=on_ray)
+    assert on_ray.facts["tasks"] == {"fold_probabilities": 3}
+    assert np.array_equal(remote.folds, local.folds)
+    assert np.abs(remote.pred_probs - local.pred_probs).max() <= SCORE_TOLERANCE
+
+
+def test_the_knn_cell_searches_on_ray_give_the_local_graph(cluster) -> None:
+    vectors, _ = clustered_vectors(3000, classes=6)
+    on_ray = RayExecutor(ray, "", None, None)
+    local = build_knn_graph(vectors, 10, exact_limit=100)          # the approximate search
+    remote = build_knn_graph(vectors, 10, exact_limit=100, executor=on_ray)
+    assert not local.exact and not remote.exact
+    assert on_ray.facts["tasks"]["search_cells"] >= 2
+    assert np.array_equal(remote.indices, local.indices)
+    assert np.abs(remote.distances - local.distances).max() <= 1e-5
+
+
+def clustered_vectors(n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around one centre per class (32-d, seeded), and their classes."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, classes, n)
+    vectors = rng.normal(size=(classes, 32))[labels] + rng.normal(size=(n, 32)) * 0.8
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), labels
+
+
 def ended_job(dataset, job_id: int, deadline_s: float = 600) -> dict:
     """The job once a real worker has ended it (a generous deadline for a busy machine)."""
     deadline = time.monotonic() + deadline_s
@@ -187,7 +222,7 @@ def assert_ran_on_the_cluster(dataset, run_id: int, address: str) -> None:
     assert (run["config"]["executor"], run["config"]["ray_address"]) == ("ray", address)
     executor = run["summary"]["executor"]
     assert (executor["name"], executor["address"]) == ("ray", address)
-    assert executor["shards"] > 1
+    assert executor["tasks"]["embed_shard"] > 1
     local = run_audit(dataset["store"], dataset["settings"], dataset["id"],
                       {**run["config"], "executor": "local", "ray_address": ""})
     assert scores(dataset, run_id)["is_issue"].equals(scores(dataset, local)["is_issue"])

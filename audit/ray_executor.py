@@ -1,18 +1,26 @@
-"""The ``ray`` executor of the embed stage: decode + embed over shards of the samples as Ray
-tasks; the per-image results come back to this process in row order.
+"""The ``ray`` executor: an audit's heavy stages as Ray tasks across a cluster, their results
+back to this process in order (``audit.executors`` says what an executor does).
 
 Only this module imports ``ray``, and only when a run chose ``executor = "ray"``, so the local
 path, the CLI's validation and the dashboard never load it. The audit's process stays the only
-DuckDB writer: a task reads image files and the embedding cache (files under ``data_home``)
-and returns arrays; it never opens the store.
+DuckDB writer: a task reads image files, the embedding cache (files under ``data_home``) and
+the arrays it is given, and returns arrays; it never opens the store.
 
-A task builds the run's embedder once per Ray worker process and runs the per-image part of
-embedding on its shard: the vectors for ``clip`` and ``imagenet``, the thumbnails for
-``pixels`` (whose PCA over the whole dataset then runs here). ``cnn`` trains on the whole
-dataset at once, so it runs here too, and the run says so. Tasks ask for one GPU each when the
-run's device is cuda, one CPU otherwise. Ray re-runs a task whose worker process died
-(``MAX_RETRIES``); progress is reported per finished shard; a cancel request, polled between
-shards, cancels the outstanding tasks and raises ``Cancelled``. See docs/scaling.md.
+What runs on Ray:
+
+- decode + embed, over shards of the samples: a task builds the run's embedder once per Ray
+  worker process and runs the per-image part of embedding on its shard (the vectors for
+  ``clip`` and ``imagenet``, the thumbnails for ``pixels``, whose PCA over the whole dataset
+  then runs here). ``cnn`` trains on the whole dataset at once, so it runs here, and the run
+  says so;
+- whatever the plan hands to ``map``: the probe's cross-fitting folds (one task per fold) and
+  the kNN graph's cell searches (groups of cells). Their large inputs (the centred features,
+  the vectors) are put in Ray's object store once per stage and shared by every task.
+
+Tasks ask for one GPU each when the run's device is cuda, one CPU otherwise. Ray re-runs a task
+whose worker process died (``MAX_RETRIES``); progress is reported per finished task; a cancel
+request, polled while tasks run, cancels the outstanding ones and raises ``Cancelled``. See
+docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -21,18 +29,18 @@ import contextlib
 import dataclasses
 import logging
 import math
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from audit.embedders import EmbedContext, Embedding, ImageRows, Progress, ShouldCancel
 from audit.errors import Cancelled, ConfigError
+from audit.executors import TASKS_PER_SLOT
 
 SHARDED_EMBEDDERS = ("clip", "imagenet", "pixels")
-MAX_RETRIES = 3           # re-runs of a shard whose Ray worker process died
-SHARDS_PER_SLOT = 4       # shards per parallel task slot: progress and balance, little overhead
+MAX_RETRIES = 3           # re-runs of a task whose Ray worker process died
 MAX_SHARD_ROWS = 4096
-POLL_S = 0.5              # how often cancel is polled while shards run
+POLL_S = 0.5              # how often cancel is polled while tasks run
 _BUILT: dict[str, object] = {}   # in a Ray worker process: the embedder each spec built there
 
 
@@ -80,7 +88,8 @@ def ray_executor(address: str, spec_of, should_cancel: ShouldCancel | None
 
 
 class RayExecutor:
-    """Embeds rows with Ray tasks over shards; what it did is in ``facts`` (for runs.summary)."""
+    """Embeds rows and maps functions with Ray tasks; what it did is in ``facts`` (for
+    runs.summary: the cluster, and the tasks run per function)."""
 
     def __init__(self, ray, address: str, spec_of, should_cancel: ShouldCancel | None):
         self.ray, self.spec_of, self.should_cancel = ray, spec_of, should_cancel
@@ -88,61 +97,63 @@ class RayExecutor:
         self.facts: dict = {"name": "ray", "address": address or "local instance",
                             "cluster_cpus": int(resources.get("CPU", 0)),
                             "cluster_gpus": int(resources.get("GPU", 0)),
-                            "max_retries": MAX_RETRIES, "shards": 0, "ran_locally": {}}
+                            "max_retries": MAX_RETRIES, "tasks": {}, "ran_locally": {}}
 
     def embed(self, embedder, rows: ImageRows, progress: Progress | None) -> Embedding:
-        """``embedder.embed(rows)``, its per-image part run as Ray tasks."""
+        """``embedder.embed(rows)``, its per-image part run as Ray tasks over shards."""
         if embedder.name not in SHARDED_EMBEDDERS:
             self.facts["ran_locally"][embedder.name] = "trains on the whole dataset at once"
             return embedder.embed(rows, progress, self.should_cancel)
         if not rows.paths:
             return embedder.embed(rows, progress, self.should_cancel)
         spec = self.spec_of(embedder.name)
-        per_image, failed = self.run_shards(spec, rows, progress)
+        on_gpu = spec.context.device == "cuda"
+        bounds = shard_bounds(len(rows.paths), self.slots(on_gpu))
+        results = self.map(embed_shard, [(spec, rows_between(rows, a, b)) for a, b in bounds],
+                           progress=progress, what=f"embedding {len(rows.paths):,} images, shards",
+                           gpus=int(on_gpu))
+        per_image, failed = assemble(dict(zip((start for start, _ in bounds), results)))
         if embedder.name == "pixels":
             return embedder.from_thumbnails(per_image, failed)
         return Embedding(per_image, embedder.model_id, failed)
 
-    def run_shards(self, spec: EmbedderSpec, rows: ImageRows,
-                   progress: Progress | None) -> tuple[np.ndarray, dict[int, str]]:
-        on_gpu = spec.context.device == "cuda"
-        task = self.ray.remote(embed_shard).options(max_retries=MAX_RETRIES, num_cpus=1,
-                                                    num_gpus=1 if on_gpu else 0)
-        slots = self.facts["cluster_gpus" if on_gpu else "cluster_cpus"]
-        bounds = shard_bounds(len(rows.paths), slots)
-        self.facts["shards"] += len(bounds)
-        pending = {task.remote(spec, rows_between(rows, start, stop)): (start, stop)
-                   for start, stop in bounds}
-        results: dict[int, tuple[np.ndarray, dict[int, str]]] = {}
+    def slots(self, on_gpu: bool = False) -> int:
+        """How many tasks the cluster runs at once (GPUs for GPU tasks, else CPUs)."""
+        return max(1, self.facts["cluster_gpus" if on_gpu else "cluster_cpus"])
+
+    def map(self, function: Callable, arguments: Sequence[tuple], shared: dict | None = None,
+            progress: Progress | None = None, what: str = "tasks", gpus: int = 0) -> list:
+        """``[function(*args, **shared) for args in arguments]`` as Ray tasks (``gpus`` each;
+        one CPU otherwise), ``shared`` put in the object store once."""
+        task = self.ray.remote(function).options(max_retries=MAX_RETRIES, num_cpus=1,
+                                                 num_gpus=gpus)
+        shared_refs = {name: self.ray.put(value) for name, value in (shared or {}).items()}
+        tasks = self.facts["tasks"]
+        tasks[function.__name__] = tasks.get(function.__name__, 0) + len(arguments)
+        pending = {task.remote(*args, **shared_refs): i for i, args in enumerate(arguments)}
+        results: dict[int, object] = {}
         try:
             while pending:
                 self.check_cancel()
                 ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 for ref in ready:
-                    start, _stop = pending.pop(ref)
-                    results[start] = self.ray.get(ref)
-                    self.report(progress, rows, results, bounds)
+                    results[pending.pop(ref)] = self.ray.get(ref)
+                    if progress is not None:
+                        progress(len(results) / len(arguments),
+                                 f"{what}: {len(results)} of {len(arguments)} done on Ray")
         finally:
-            for ref in pending:   # cancelled, or another shard failed: stop the rest
+            for ref in pending:   # cancelled, or another task failed: stop the rest
                 self.ray.cancel(ref, force=True)
-        return assemble(results)
+        return [results[i] for i in range(len(arguments))]
 
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled("cancelled while embedding on Ray")
-
-    @staticmethod
-    def report(progress: Progress | None, rows: ImageRows, results: dict, bounds: list) -> None:
-        if progress is None:
-            return
-        done, total = sum(len(part) for part, _ in results.values()), len(rows.paths)
-        progress(done / total, f"embedded {done:,} of {total:,} images on Ray "
-                               f"({len(results)} of {len(bounds)} shards)")
+            raise Cancelled("cancelled while tasks ran on Ray")
 
 
 def shard_bounds(n: int, slots: int) -> list[tuple[int, int]]:
-    """[start, stop) row ranges: about ``SHARDS_PER_SLOT`` shards per parallel slot."""
-    size = min(MAX_SHARD_ROWS, max(1, math.ceil(n / (max(slots, 1) * SHARDS_PER_SLOT))))
+    """[start, stop) row ranges: about ``TASKS_PER_SLOT`` shards per parallel slot."""
+    size = min(MAX_SHARD_ROWS, max(1, math.ceil(n / (max(slots, 1) * TASKS_PER_SLOT))))
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 

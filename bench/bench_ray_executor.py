@@ -1,27 +1,31 @@
-"""What the ``ray`` executor of the decode + embed stage costs against the local one.
+"""What the ``ray`` executor costs against the local one, stage by stage: decode + embed, the
+probe's cross-fitting folds and the kNN graph's cell searches.
 
 N synthetic PNGs (noisy colour squares of a few classes, written as real files) are ingested
 into a temp store; then a whole audit (``run_audit`` with the ``outlier`` detector only, so the
-embed stage is most of it) runs per configuration: the local executor, and Ray on a local
-instance limited to 1 CPU and to 2 CPUs. What is timed:
+three stages are most of it) runs per configuration: the local executor, and Ray on a local
+instance limited to 1 CPU and to 2 CPUs. The default 24,000 images are above the kNN graph's
+exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. What is timed:
 
 - ``Ray start`` / ``Ray stop``: ``ray.init(num_cpus=C, include_dashboard=False)`` and
   ``ray.shutdown()`` in this process, around each Ray configuration (the run joins that
   instance, so they are outside its stages);
-- ``embed stage``: the run's own ``embed`` timing (``runs.timings``): decode + embed of every
-  image (the embedding cache is emptied before each run, so every image is decoded), the pixels
-  PCA, and for Ray the submitting, waiting and joining of the shards.
+- ``embed``, ``probe``, ``kNN``: the run's own stage timings (``runs.timings``). ``embed`` is
+  decode + embed of every image (the embedding cache is emptied before each run, so every image
+  is decoded) and the pixels PCA; ``probe`` the 5 cross-fitted folds of the default MLP probe;
+  ``kNN`` the graph (k-means cells here, their searches as tasks); for Ray each includes
+  submitting, waiting and joining its tasks.
 
 Each configuration runs the audit ``--repeats`` times in a row: on Ray the first run also starts
 the Ray worker processes and their imports (cold), later ones reuse them (warm). Every run's
 per-image arrays (from the embedding cache), flags and scores are checked against the local
 executor's first run, so only comparable runs are reported.
 
-    python -m bench.bench_ray_embed                                   # 20,000 images, pixels
-    python -m bench.bench_ray_embed --samples 2000 --embedder imagenet
+    python -m bench.bench_ray_executor                                # 24,000 images, pixels
+    python -m bench.bench_ray_executor --samples 2000 --embedder imagenet
 
 Prints a table; writes the figures as JSON to
-bench/out/bench_ray_embed_<N>[_<embedder>][_lw<loader workers>].json.
+bench/out/bench_ray_executor_<N>[_<embedder>][_lw<loader workers>].json.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                "repeats": args.repeats, "loader_workers": args.loader_workers,
                "audit": "run_audit, detectors = outlier", "machine": machine()}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_ray_embed_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_ray_executor_") as tmp:
         work = Path(tmp)
         dataset = build_dataset(work, args.samples, args.side, figures)
         config = {"embedder": args.embedder, "detectors": ["outlier"], "device": "cpu",
@@ -72,9 +76,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.bench_ray_embed",
+    p = argparse.ArgumentParser(prog="python -m bench.bench_ray_executor",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=20_000)
+    p.add_argument("--samples", type=int, default=24_000)
     p.add_argument("--embedder", default="pixels", choices=("pixels", "imagenet"))
     p.add_argument("--side", type=int, default=32, help="image side in pixels")
     p.add_argument("--cpus", default="1,2", help="Ray instances to time, by num_cpus")
@@ -248,17 +252,20 @@ def check_same(reference: dict, result: dict, embedder: str) -> None:
 
 def print_table(figures: dict) -> None:
     load = figures["machine"]["load_average_at_start"]
-    print(f"\nRay vs local, decode + embed: {figures['samples']:,} {figures['side']}x"
+    print(f"\nRay vs local, stage by stage: {figures['samples']:,} {figures['side']}x"
           f"{figures['side']} PNGs, {figures['embedder']}, {figures['machine']['cpus']} CPUs, "
           f"load avg at start {load[0]} / {load[1]} / {load[2]}")
-    print("| executor | run | Ray start ms | embed stage s | images/s | vs local | shards | "
-          "whole run s | Ray stop ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| executor | run | Ray start ms | embed s | images/s | embed vs local | probe s | "
+          "kNN s | tasks (embed / probe / kNN) | whole run s | Ray stop ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in figures["runs"]:
-        shards = r["executor_facts"].get("shards", "-")
+        tasks = r["executor_facts"].get("tasks")
+        tasks = "-" if tasks is None else " / ".join(
+            str(tasks.get(f, 0)) for f in ("embed_shard", "fold_probabilities", "search_cells"))
         print(f"| {r['executor']} | {r['run']} | {r.get('ray_start_ms', '-')} | "
               f"{r['embed_s']:.2f} | {r['images_per_s']:,.0f} | {r['ratio_to_local']:.2f}x | "
-              f"{shards} | {r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
+              f"{r['timings']['probe']:.2f} | {r['timings']['knn']:.2f} | {tasks} | "
+              f"{r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
     for r in figures["runs"]:
         if "worker_start" in r:
             print(f"{r['executor']}, separate instance: {r['worker_start']}")
@@ -270,7 +277,7 @@ def save(figures: dict) -> None:
     suffix = "" if figures["embedder"] == "pixels" else f"_{figures['embedder']}"
     if figures["loader_workers"] != DEFAULT_LOADER_WORKERS:
         suffix += f"_lw{figures['loader_workers']}"
-    save_figures(f"bench_ray_embed_{figures['samples']}{suffix}", figures)
+    save_figures(f"bench_ray_executor_{figures['samples']}{suffix}", figures)
 
 
 if __name__ == "__main__":
