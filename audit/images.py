@@ -147,6 +147,25 @@ def load_rgb(path: Path, max_pixels: int) -> Image.Image:
         raise ImageLoadError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """The images of a run's usable samples by row: ``source(row)`` decodes one (as
+    ``load_rgb``; ``ImageLoadError`` or ``InputError`` when it cannot). Plain data, so a Ray
+    task can be given it and read the files itself."""
+
+    root: Path
+    relative_paths: tuple[str, ...]
+    follow_links: bool
+    max_pixels: int
+
+    def __call__(self, row: int) -> Image.Image:
+        return load_rgb(sample_file(self.root, self.relative_paths[row], self.follow_links),
+                        self.max_pixels)
+
+    def __len__(self) -> int:
+        return len(self.relative_paths)
+
+
 def _decode(handle: BinaryIO, max_pixels: int) -> Image.Image:
     try:
         with Image.open(handle) as image:

@@ -89,7 +89,7 @@ class AuditRun:
         self.scored: list[str] = []           # detectors whose scores the run holds
         self.device, self.clip, self.folds = "cpu", None, None
         self.corrections = Corrections()
-        self.executor = LocalExecutor(should_cancel)   # the config's, while the inputs are built
+        self.executor = LocalExecutor(should_cancel)   # the config's, while inputs and detectors run
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -134,8 +134,9 @@ class AuditRun:
         self.device = resolve_device(self.config.device)
         with self.stage("load"):
             table = self.load_samples(dataset)
-        inputs = self.build_inputs(table)
-        self.run_detectors(inputs)
+        with self.config_executor():
+            inputs = self.build_inputs(table)
+            self.run_detectors(inputs)
         with self.stage("write"):
             self.report("write", 0.0, "writing per-sample facts")
             positions = map_positions(inputs.embeddings, inputs.n, self.config.seed)
@@ -175,22 +176,21 @@ class AuditRun:
         return table
 
     def build_inputs(self, table: "SampleTable"):
-        """Embeddings, pred_probs and the kNN graph, each only when something will use it, on
-        the config's executor."""
+        """Embeddings, pred_probs and the kNN graph, each only when something will use it."""
         needs = required_inputs(self.config.detectors)
         embeddings = pred_probs = knn = None
-        with self.config_executor():
-            if self.embeddings_needed(needs):
-                with self.stage("embed"):
-                    embeddings, table = self.embed(table)
-            if self.config.pred_probs_file or embeddings is not None:
-                with self.stage("probe"):
-                    pred_probs = self.pred_probs(table, embeddings)
-            if self.knn_needed(needs, embeddings):
-                with self.stage("knn"):
-                    knn = self.knn(embeddings)
+        if self.embeddings_needed(needs):
+            with self.stage("embed"):
+                embeddings, table = self.embed(table)
+        if self.config.pred_probs_file or embeddings is not None:
+            with self.stage("probe"):
+                pred_probs = self.pred_probs(table, embeddings)
+        if self.knn_needed(needs, embeddings):
+            with self.stage("knn"):
+                knn = self.knn(embeddings)
         return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
-                                     self.config.seed, self.device, self.corrections)
+                                     self.config.seed, self.device, self.corrections,
+                                     self.executor)
 
     def embeddings_needed(self, needs: frozenset[str]) -> bool:
         """Embed when a detector reads embeddings, the kNN graph or CLIP, or a probe must be

@@ -75,12 +75,10 @@ class SampleTable:
         return dataclasses.replace(self, frame=self.frame.reset_index(drop=True), kept_rows=None)
 
     def detector_inputs(self, settings: Settings, embeddings, pred_probs, knn, clip, seed: int,
-                        device: str, corrections: Corrections):
+                        device: str, corrections: Corrections, executor):
         from audit.detectors.base import DetectorInputs
-        from audit.images import load_rgb
+        from audit.images import ImageSource
 
-        root, relative = self.root, self.frame["path"].tolist()
-        max_pixels = settings.max_image_pixels
         captions = self.frame["caption"]
         return DetectorInputs(
             sample_ids=self.sample_ids, labels=self.labels,
@@ -90,8 +88,8 @@ class SampleTable:
             captions=None if captions.isna().all() else [None if pd.isna(c) else str(c)
                                                           for c in captions],
             embeddings=embeddings, pred_probs=pred_probs, knn=knn,
-            load_image=lambda row: load_rgb(sample_file(root, relative[row], self.follow_links),
-                                            max_pixels),
+            load_image=ImageSource(self.root, tuple(self.frame["path"].tolist()),
+                                   self.follow_links, settings.max_image_pixels),
             clip=clip, seed=seed, device=device,
             trainable=corrections.trainable(self.sample_ids),
-            trusted=corrections.is_trusted(self.sample_ids))
+            trusted=corrections.is_trusted(self.sample_ids), executor=executor)

@@ -2,8 +2,8 @@
 probe's cross-fitting folds and the kNN graph's cell searches.
 
 N synthetic PNGs (noisy colour squares of a few classes, written as real files) are ingested
-into a temp store; then a whole audit (``run_audit`` with the ``outlier`` detector only, so the
-three stages are most of it) runs per configuration: the local executor, and Ray on a local
+into a temp store; then a whole audit (``run_audit`` with the ``outlier``, ``image_quality`` and
+``near_duplicate`` detectors) runs per configuration: the local executor, and Ray on a local
 instance limited to 1 CPU and to 2 CPUs. The default 24,000 images are above the kNN graph's
 exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. What is timed:
 
@@ -13,8 +13,9 @@ exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. 
 - ``embed``, ``probe``, ``kNN``: the run's own stage timings (``runs.timings``). ``embed`` is
   decode + embed of every image (the embedding cache is emptied before each run, so every image
   is decoded) and the pixels PCA; ``probe`` the 5 cross-fitted folds of the default MLP probe;
-  ``kNN`` the graph (k-means cells here, their searches as tasks); for Ray each includes
-  submitting, waiting and joining its tasks.
+  ``kNN`` the graph (k-means cells here, their searches as tasks); ``image_quality`` and
+  ``near_duplicate`` the two detectors whose per-image work (decode, measure, hash) runs as
+  tasks; for Ray each includes submitting, waiting and joining its tasks.
 
 Each configuration runs the audit ``--repeats`` times in a row: on Ray the first run also starts
 the Ray worker processes and their imports (cold), later ones reuse them (warm). Every run's
@@ -53,6 +54,8 @@ from bench.figures import save_figures
 
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
+DETECTORS = ["outlier", "image_quality", "near_duplicate"]
+TASKS = ("embed_shard", "fold_probabilities", "search_cells", "measure_batch", "signature_batch")
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
 DEFAULT_LOADER_WORKERS = 2  # the loader_workers setting's default
 VECTOR_TOLERANCE = 1e-5      # imagenet vectors: float rounding may differ between processes
@@ -62,12 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     figures = {"samples": args.samples, "embedder": args.embedder, "side": args.side,
                "repeats": args.repeats, "loader_workers": args.loader_workers,
-               "audit": "run_audit, detectors = outlier", "machine": machine()}
+               "audit": f"run_audit, detectors = {', '.join(DETECTORS)}", "machine": machine()}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_ray_executor_") as tmp:
         work = Path(tmp)
         dataset = build_dataset(work, args.samples, args.side, figures)
-        config = {"embedder": args.embedder, "detectors": ["outlier"], "device": "cpu",
+        config = {"embedder": args.embedder, "detectors": DETECTORS, "device": "cpu",
                   "loader_workers": args.loader_workers}
         figures["runs"] = measure_all(dataset, config, args)
     figures["benchmark_s"] = round(time.perf_counter() - started, 1)
@@ -256,16 +259,17 @@ def print_table(figures: dict) -> None:
           f"{figures['side']} PNGs, {figures['embedder']}, {figures['machine']['cpus']} CPUs, "
           f"load avg at start {load[0]} / {load[1]} / {load[2]}")
     print("| executor | run | Ray start ms | embed s | images/s | embed vs local | probe s | "
-          "kNN s | tasks (embed / probe / kNN) | whole run s | Ray stop ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "kNN s | image_quality s | near_duplicate s | tasks | whole run s | Ray stop ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in figures["runs"]:
-        tasks = r["executor_facts"].get("tasks")
-        tasks = "-" if tasks is None else " / ".join(
-            str(tasks.get(f, 0)) for f in ("embed_shard", "fold_probabilities", "search_cells"))
+        timings, tasks = r["timings"], r["executor_facts"].get("tasks")
+        tasks = "-" if tasks is None else " / ".join(str(tasks.get(f, 0)) for f in TASKS)
         print(f"| {r['executor']} | {r['run']} | {r.get('ray_start_ms', '-')} | "
               f"{r['embed_s']:.2f} | {r['images_per_s']:,.0f} | {r['ratio_to_local']:.2f}x | "
-              f"{r['timings']['probe']:.2f} | {r['timings']['knn']:.2f} | {tasks} | "
-              f"{r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
+              f"{timings['probe']:.2f} | {timings['knn']:.2f} | "
+              f"{timings['detector:image_quality']:.2f} | {timings['detector:near_duplicate']:.2f}"
+              f" | {tasks} | {r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
+    print(f"tasks: {' / '.join(TASKS)}")
     for r in figures["runs"]:
         if "worker_start" in r:
             print(f"{r['executor']}, separate instance: {r['worker_start']}")

@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from audit.executors import LocalExecutor
+
 Progress = Callable[[float, str], None]
 
 # What a detector judges: the given label, how typical the example is, copies, the image
@@ -88,6 +90,8 @@ class DetectorInputs:
     prior_scores: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     trainable: np.ndarray | None = None     # bool (n,): a model may train on it (not removed)
     trusted: np.ndarray | None = None       # bool (n,): a reviewer kept it (audit.corrections)
+    executor: object = dataclasses.field(default_factory=LocalExecutor)   # per-image work goes
+                                            # through its ``map`` (audit.executors)
 
     @property
     def n(self) -> int:

@@ -1,7 +1,8 @@
 """image_quality: dark, light, blurry, low-information, odd-size, odd-aspect and grayscale images.
 
 Each image is decoded once and shrunk to a ``THUMB`` x ``THUMB`` RGB thumbnail; the checks run
-vectorised on batches of thumbnails. Sub-scores (all in [0, 1], lower = worse), with the
+vectorised on batches of thumbnails, each batch one task of the run's executor (in the
+worker process, or a Ray task that decodes its images itself). Sub-scores (all in [0, 1], lower = worse), with the
 threshold below which the check is an issue (params["thresholds"]):
 
 - dark: 99th percentile of perceived brightness / 255 (cleanvision; issue below 0.22);
@@ -119,11 +120,11 @@ def _one_detail(row: int, names: list[str], values: np.ndarray, failed: np.ndarr
             **{name: round(float(v), 4) for name, v in zip(names, values)}}
 
 
-def load_thumbnails(inputs: DetectorInputs, rows: range) -> tuple[np.ndarray, dict[int, str]]:
+def load_thumbnails(load_image, rows: range) -> tuple[np.ndarray, dict[int, str]]:
     """Thumbnails of ``rows`` (a failed image is black and its reason is returned)."""
     def load(row: int) -> np.ndarray | str:
         try:
-            return thumbnail(inputs.load_image(row))
+            return thumbnail(load_image(row))
         except ImageLoadError as exc:
             return str(exc)
     with ThreadPoolExecutor(LOADER_THREADS) as pool:
@@ -133,15 +134,19 @@ def load_thumbnails(inputs: DetectorInputs, rows: range) -> tuple[np.ndarray, di
     return np.stack([blank if isinstance(item, str) else item for item in loaded]), errors
 
 
+def measure_batch(start: int, stop: int, *, load_image) -> tuple[dict, dict[int, str]]:
+    """Raw measures of rows ``start`` to ``stop`` and their failed rows (one task)."""
+    batch, failed = load_thumbnails(load_image, range(start, stop))
+    return pixel_features(batch), failed
+
+
 def measure_images(inputs: DetectorInputs, progress: Progress) -> tuple[dict, dict[int, str]]:
-    """Raw measures of every image, batch by batch."""
-    parts, errors = [], {}
-    for start in range(0, inputs.n, BATCH):
-        batch, failed = load_thumbnails(inputs, range(start, min(start + BATCH, inputs.n)))
-        parts.append(pixel_features(batch))
-        errors.update(failed)
-        progress(min(start + BATCH, inputs.n) / inputs.n, "measuring image quality")
-    raw = {key: np.concatenate([p[key] for p in parts]) for key in PIXEL_CHECKS}
+    """Raw measures of every image, batch by batch, through the run's executor."""
+    batches = [(start, min(start + BATCH, inputs.n)) for start in range(0, inputs.n, BATCH)]
+    measured = inputs.executor.map(measure_batch, batches, {"load_image": inputs.load_image},
+                                   progress, "measuring image quality, batches")
+    errors = {row: reason for _, failed in measured for row, reason in failed.items()}
+    raw = {key: np.concatenate([part[key] for part, _ in measured]) for key in PIXEL_CHECKS}
     for row in errors:
         for key in PIXEL_CHECKS:
             raw[key][row] = np.nan

@@ -248,34 +248,39 @@ def _kind(strongest: list[int]) -> str:
 def image_signatures(inputs: DetectorInputs,
                      progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pHash and DC + low DCT frequencies of every row, and which rows have them (an undecodable
-    image has none). Gives up after the first batch when none of its images decodes."""
+    image has none). The first batch runs alone: when none of its images decodes, the rest are
+    not tried; the others are tasks of the run's executor."""
     hashes, hashed = np.zeros(inputs.n, dtype=np.uint64), np.zeros(inputs.n, dtype=bool)
     low = np.zeros((inputs.n, perceptual_hash.HASH_BITS + 1), dtype=np.float32)
-    with ThreadPoolExecutor(LOADER_THREADS) as pool:
-        for start in range(0, inputs.n, HASH_BATCH):
-            rows, batch = _low_batch(pool, inputs, range(start, min(start + HASH_BATCH, inputs.n)))
-            if start == 0 and len(rows) == 0:
-                break
-            low[rows], hashed[rows] = batch, True
-            hashes[rows] = perceptual_hash.phash_of_low(batch[:, 1:])
-            progress(0.9 * min(start + HASH_BATCH, inputs.n) / inputs.n, "hashing images")
+    batches = [(start, min(start + HASH_BATCH, inputs.n))
+               for start in range(0, inputs.n, HASH_BATCH)]
+    first = signature_batch(*batches[0], load_image=inputs.load_image) if batches else None
+    if first is None or len(first[0]) == 0:
+        return hashes, low, hashed
+    rest = inputs.executor.map(
+        signature_batch, batches[1:], {"load_image": inputs.load_image},
+        lambda fraction, message: progress(0.9 * fraction, message), "hashing images, batches")
+    for rows, batch in [first, *rest]:
+        low[rows], hashed[rows] = batch, True
+        hashes[rows] = perceptual_hash.phash_of_low(batch[:, 1:])
     return hashes, low, hashed
 
 
-def _low_batch(pool: ThreadPoolExecutor, inputs: DetectorInputs,
-               rows: range) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``rows`` whose image decodes, and their DC and low DCT frequencies."""
-    thumbs = list(pool.map(lambda row: _grey_thumbnail(inputs, row), rows))
+def signature_batch(start: int, stop: int, *, load_image) -> tuple[np.ndarray, np.ndarray]:
+    """The rows from ``start`` to ``stop`` whose image decodes, and their DC and low DCT
+    frequencies (one task)."""
+    with ThreadPoolExecutor(LOADER_THREADS) as pool:
+        thumbs = list(pool.map(lambda row: _grey_thumbnail(load_image, row), range(start, stop)))
     decoded = [i for i, thumb in enumerate(thumbs) if thumb is not None]
     if not decoded:
         return np.empty(0, dtype=np.int64), np.empty((0, perceptual_hash.HASH_BITS + 1))
     stacked = np.stack([thumbs[i] for i in decoded])
-    return np.asarray(rows)[decoded], perceptual_hash.content_frequencies(stacked)
+    return start + np.asarray(decoded), perceptual_hash.content_frequencies(stacked)
 
 
-def _grey_thumbnail(inputs: DetectorInputs, row: int) -> np.ndarray | None:
+def _grey_thumbnail(load_image, row: int) -> np.ndarray | None:
     try:
-        return perceptual_hash.grey_thumbnail(inputs.load_image(int(row)))
+        return perceptual_hash.grey_thumbnail(load_image(int(row)))
     except (ImageLoadError, OSError):
         return None
 

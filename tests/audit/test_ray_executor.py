@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
+from audit.detectors import image_quality, near_duplicate
 from audit.errors import Cancelled, ConfigError
 from audit.ingest import ingest
 from audit.knn import build_knn_graph
@@ -172,6 +173,27 @@ def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> 
     run = run_record(dataset, run_id)
     assert run["status"] == "succeeded"
     assert len(scores(dataset, run_id).loc["overall"]) == 3 * PER_CLASS + len(MISLABELLED)
+
+def test_image_measures_and_hashes_run_as_ray_tasks_and_score_as_locally(cluster, dataset,
+                                                                         monkeypatch) -> None:
+    """image_quality's measures and near_duplicate's hashes, batch by batch on Ray (batches of
+    40 here, cut in this process), give the local run's scores exactly."""
+    monkeypatch.setattr(image_quality, "BATCH", 40)
+    monkeypatch.setattr(near_duplicate, "HASH_BATCH", 40)
+    config = {**AUDITED, "detectors": ["image_quality", "near_duplicate"]}
+    on_ray, local = (run_audit(dataset["store"], dataset["settings"], dataset["id"],
+                               {**config, "executor": executor}) for executor in ("ray", "local"))
+    tasks = run_record(dataset, on_ray)["summary"]["executor"]["tasks"]
+    usable = len(scores(dataset, local).loc["image_quality"])
+    batches = -(-usable // 40)
+    assert (tasks["measure_batch"], tasks["signature_batch"]) == (batches, batches - 1)
+    ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
+    assert ray_scores.index.equals(local_scores.index)
+    assert ray_scores[["score", "is_issue", "details"]].equals(
+        local_scores[["score", "is_issue", "details"]])
+    copies = local_scores.loc["near_duplicate"].query("is_issue")
+    assert len(copies) >= 2, "the planted copy is found, not only agreed on"
+
 
 @pytest.mark.parametrize("probe", ["logistic", "mlp"])
 def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) -> None:
