@@ -5,7 +5,8 @@ An executor does two things for the plan:
 - ``embed(embedder, rows, progress)``: decode + embed the rows;
 - ``map(function, arguments, shared, progress, what, gpus)``: call ``function(*args, **shared)`` for
   each tuple in ``arguments`` and return the results in the same order. The probe's
-  cross-fitting folds and the kNN graph's cell searches run through it.
+  cross-fitting folds, the kNN graph's cell searches, and the image batches of
+  ``image_quality`` and ``near_duplicate`` (``DetectorInputs.executor``) run through it.
 
 ``LocalExecutor`` does both in the audit's process, one call after another. ``RayExecutor``
 (``audit.ray_executor``, which alone imports ``ray``) runs them as Ray tasks across a cluster.

@@ -162,9 +162,6 @@ class ImageSource:
         return load_rgb(sample_file(self.root, self.relative_paths[row], self.follow_links),
                         self.max_pixels)
 
-    def __len__(self) -> int:
-        return len(self.relative_paths)
-
 
 def _decode(handle: BinaryIO, max_pixels: int) -> Image.Image:
     try:

@@ -89,7 +89,8 @@ class AuditRun:
         self.scored: list[str] = []           # detectors whose scores the run holds
         self.device, self.clip, self.folds = "cpu", None, None
         self.corrections = Corrections()
-        self.executor = LocalExecutor(should_cancel)   # the config's, while inputs and detectors run
+        self.executor = LocalExecutor(should_cancel)   # the config's while the inputs and
+                                                       # the detectors run
 
     # --- reporting ------------------------------------------------------------------------
 

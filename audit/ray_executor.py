@@ -13,9 +13,10 @@ What runs on Ray:
   ``clip`` and ``imagenet``, the thumbnails for ``pixels``, whose PCA over the whole dataset
   then runs here). ``cnn`` trains on the whole dataset at once, so it runs here, and the run
   says so;
-- whatever the plan hands to ``map``: the probe's cross-fitting folds (one task per fold) and
-  the kNN graph's cell searches (groups of cells). Their large inputs (the centred features,
-  the vectors) are put in Ray's object store once per stage and shared by every task.
+- whatever is handed to ``map``: the probe's cross-fitting folds (one task per fold), the kNN
+  graph's cell searches (groups of cells), and the image batches of ``image_quality`` and
+  ``near_duplicate``. Their large inputs (the centred features, the vectors, the run's
+  ``ImageSource``) are put in Ray's object store once per call and shared by every task.
 
 Tasks ask for one GPU each when the run's device is cuda, one CPU otherwise. Ray re-runs a task
 whose worker process died (``MAX_RETRIES``); progress is reported per finished task; a cancel

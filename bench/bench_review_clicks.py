@@ -139,8 +139,8 @@ def _pick_run(page, run_id: int) -> float:
     page.get_by_test_id("stSidebar").get_by_text("Run", exact=True).locator(
         "xpath=ancestor::div[contains(@class, 'stSelectbox')]").click()
     option = page.get_by_role("option", name=re.compile(rf"^run {run_id} \("))
-    return _timed_until(page, option.click,
-                        f"new URLSearchParams(location.search).get('run') === arg && {CARDS_48}", str(run_id))
+    shown = f"new URLSearchParams(location.search).get('run') === arg && {CARDS_48}"
+    return _timed_until(page, option.click, shown, str(run_id))
 
 
 def _first_page(page, url: str) -> float:

@@ -90,8 +90,8 @@ class DetectorInputs:
     prior_scores: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     trainable: np.ndarray | None = None     # bool (n,): a model may train on it (not removed)
     trusted: np.ndarray | None = None       # bool (n,): a reviewer kept it (audit.corrections)
-    executor: object = dataclasses.field(default_factory=LocalExecutor)   # per-image work goes
-                                            # through its ``map`` (audit.executors)
+    # the run's executor (audit.executors): per-image work goes through its ``map``
+    executor: object = dataclasses.field(default_factory=LocalExecutor)
 
     @property
     def n(self) -> int:

@@ -1,9 +1,9 @@
 """image_quality: dark, light, blurry, low-information, odd-size, odd-aspect and grayscale images.
 
 Each image is decoded once and shrunk to a ``THUMB`` x ``THUMB`` RGB thumbnail; the checks run
-vectorised on batches of thumbnails, each batch one task of the run's executor (in the
-worker process, or a Ray task that decodes its images itself). Sub-scores (all in [0, 1], lower = worse), with the
-threshold below which the check is an issue (params["thresholds"]):
+vectorised on batches of thumbnails, each batch one task of the run's executor (in the worker
+process, or a Ray task that decodes its images itself). Sub-scores (all in [0, 1], lower =
+worse), with the threshold below which the check is an issue (params["thresholds"]):
 
 - dark: 99th percentile of perceived brightness / 255 (cleanvision; issue below 0.22);
 - light: 1 - 5th percentile of perceived brightness / 255 (cleanvision; issue below 0.05);
