@@ -34,6 +34,7 @@ from audit.config import AuditConfig, registry
 from audit.corrections import Corrections, reviewed_corrections
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.executors import LocalExecutor, executor_for
+from audit.processes import peak_rss_mb
 from audit.sample_table import SampleTable
 from audit.settings import Settings
 from audit.store import Store
@@ -120,11 +121,15 @@ class AuditRun:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage, log its duration, then poll for a cancel request."""
+        """Time a stage and note this process's peak memory so far at its end (the stage
+        whose figure jumps is the one that set the peak; a worker that ran a larger job
+        before keeps that job's peak), log both, then poll for a cancel request."""
         started = time.perf_counter()
         yield
         self.timings[name] = round(time.perf_counter() - started, 3)
-        self.log(f"{name} took {self.timings[name]:.2f} s")
+        peak = self.summary.setdefault("peak_rss_mb", {})
+        peak[name] = peak_rss_mb()
+        self.log(f"{name} took {self.timings[name]:.2f} s (peak memory so far {peak[name]:,} MB)")
         self.check_cancel()
 
     # --- stages ---------------------------------------------------------------------------

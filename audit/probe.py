@@ -135,10 +135,12 @@ def training_rows(candidates: np.ndarray, labels: np.ndarray,
 
 
 def centred(embeddings: np.ndarray) -> np.ndarray:
-    """Rows minus the dataset mean, L2-normalised (float32); uses no label."""
+    """Rows minus the dataset mean, L2-normalised (float32); uses no label. One new array of
+    the embeddings' size (divided in place), not two."""
     vectors = np.asarray(embeddings, dtype=np.float32)
     vectors = vectors - vectors.mean(axis=0, keepdims=True)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
 
 
 def predict_logistic(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tensor,

@@ -1,9 +1,25 @@
-"""Is a process alive? The one check, for the job worker's liveness and the export's leftovers."""
+"""Facts about processes: is one alive (the one check, for the job worker's liveness and the
+export's leftovers), and how much memory this one has held at most."""
 
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
+
+
+def peak_rss_mb() -> int:
+    """The most resident memory this process's program has held so far, in MB: the kernel's
+    high-water mark of this address space (``VmHWM``). ``getrusage``'s ``ru_maxrss`` is the
+    fallback where /proc is absent; on Linux it also counts the parent's peak up to the fork
+    that started this program, so a child of a large process would report its parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -13,7 +13,9 @@ same brute-force kNN graph) and the table says so.
 
 Each side runs in its own child process, which reports its wall time (compute only: data
 generation, imports and the dataset insert are outside the clock) and its peak resident memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the whole process including ~0.5 GB of imports).
+(``audit.processes.peak_rss_mb``: the kernel's high-water mark of the child's own program,
+``VmHWM``, including ~0.5 GB of imports; ``ru_maxrss``, used before 2026-11-30, also counted
+the parent's peak at the fork, about 8.4 GB at 1M from generating the synthetic data).
 
     python -m bench.bench_engine_speed --n 100000              # Sieve and Datalab side by side
     python -m bench.bench_engine_speed --n 1000000 --no-datalab
@@ -27,7 +29,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audit.processes import peak_rss_mb
 from bench import markdown_table
 
 FLIP_RATE = 0.05
@@ -59,10 +61,6 @@ def synthetic(n: int, dims: int, classes: int, seed: int) -> tuple[np.ndarray, n
     given = truth.copy()
     given[flipped] = (truth[flipped] + rng.integers(1, classes, flipped.sum())) % classes
     return vectors, given, flipped
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mb() -> float:
@@ -110,6 +108,7 @@ def sieve_child(workdir: Path, save_pred_probs: bool) -> dict:
         np.save(workdir / "pred_probs.npy", probs.pred_probs)
     return {"wall_s": wall, "peak_mb": peak, "rss_before_mb": before, "status": run["status"],
             "detectors": detectors, "timings": json.loads(run["timings"]),
+            "peak_rss_mb_after_stage": json.loads(run["summary"]).get("peak_rss_mb", {}),
             "skipped": json.loads(run["skipped"]),
             "flags": {d: np.flatnonzero(f).tolist() for d, f in flags.items()}}
 
@@ -259,6 +258,8 @@ def main() -> None:
         print(f"\ncleanlab: {cleanlab['note']}")
     print(f"\nSieve detectors: {', '.join(sieve['detectors'])}; skipped: {sieve['skipped'] or 'none'}")
     print("Sieve stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sieve["timings"].items()))
+    print("Sieve peak memory so far at the end of each stage (MB): " + ", ".join(
+        f"{k} {v:,}" for k, v in sieve["peak_rss_mb_after_stage"].items()))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from audit.processes import peak_rss_mb  # noqa: E402
 from audit.store import Store  # noqa: E402
 from audit.store import explore, insights  # noqa: E402
 from audit.store.explore import ExploreFilters  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
         dataset_id, run_id = _build(store, args.samples, figures)
         figures["explore"] = _explore(store, dataset_id, run_id, args.repeats)
         figures["insights_ms"] = _insights(store, dataset_id, run_id)
-        figures["bench_process_peak_rss_mib"] = _peak_rss_mib()
+        figures["bench_process_peak_rss_mib"] = peak_rss_mb()
         if args.browser:
             figures["browser"] = _browser(home, dataset_id)
     finally:
@@ -153,12 +154,6 @@ def _insights(store: Store, dataset_id: int, run_id: int) -> dict:
 def _percentile(values: list[float], q: int) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- the page in a browser -----------------------------------------------------------------

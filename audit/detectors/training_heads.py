@@ -153,5 +153,9 @@ def one_torch_thread():
 
 
 def standardise(embeddings: np.ndarray) -> torch.Tensor:
+    """Each column to mean 0 and standard deviation 1: one new tensor of the embeddings' size
+    (divided in place), not two."""
     x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-    return (x - x.mean(dim=0)) / (x.std(dim=0) + 1e-6)
+    standardised = x - x.mean(dim=0)
+    standardised /= x.std(dim=0) + 1e-6
+    return standardised

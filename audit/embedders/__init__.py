@@ -30,6 +30,7 @@ EMBEDDER_CHOICES = ("auto", "clip", "imagenet", "pixels", "cnn")
 # ``auto`` tries these in order; measured in docs/benchmarks.md ("Detection quality").
 AUTO_ORDER = ("clip", "imagenet", "pixels")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+CHUNK_ROWS = 65_536   # rows checked or normalised at a time (bounded working memory)
 
 
 @dataclasses.dataclass
@@ -112,26 +113,42 @@ def _build(name: str, context: EmbedContext, clip_model: str, clip_pretrained: s
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero), as float32. Each row is first
     divided by its largest magnitude, so a norm beyond float32's range (values near 1e38) does
-    not overflow to infinity and turn the row into zeros."""
+    not overflow to infinity and turn the row into zeros. Done ``CHUNK_ROWS`` rows at a time:
+    the only full-size array made is the result."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.size == 0:
         return vectors
-    largest = np.abs(vectors).max(axis=1, keepdims=True)
-    scaled = vectors / np.where(largest > 0, largest, 1.0)
-    return scaled / np.maximum(np.linalg.norm(scaled, axis=1, keepdims=True), 1e-12)
+    normalised = np.empty_like(vectors)
+    for start in range(0, len(vectors), CHUNK_ROWS):
+        part = vectors[start:start + CHUNK_ROWS]
+        largest = np.abs(part).max(axis=1, keepdims=True)
+        scaled = part / np.where(largest > 0, largest, 1.0)
+        normalised[start:start + CHUNK_ROWS] = scaled / np.maximum(
+            np.linalg.norm(scaled, axis=1, keepdims=True), 1e-12)
+    return normalised
 
 
 def check_vectors(vectors: np.ndarray, source: str, rows: np.ndarray, fix: str) -> None:
     """Refuse (``InputError``) embeddings that cannot stand for an image: a NaN or infinite
     value, a value beyond float32's range (it would overflow when stored), or an all-zero row
-    (no direction). ``rows`` gives each vector's sample row, for the message."""
-    values = np.asarray(vectors, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        problems = (("has a NaN or infinite value", ~np.isfinite(values).all(axis=1)),
-                    (f"has a value beyond float32's range (±{FLOAT32_MAX:.2e})",
-                     (np.abs(values) > FLOAT32_MAX).any(axis=1)),
-                    ("is all zeros (a zero vector has no direction)", ~values.any(axis=1)))
-    for what, bad in problems:
+    (no direction). ``rows`` gives each vector's sample row, for the message. Read
+    ``CHUNK_ROWS`` rows at a time, so a million wide rows never become one float64 copy."""
+    problems = ("has a NaN or infinite value",
+                f"has a value beyond float32's range (±{FLOAT32_MAX:.2e})",
+                "is all zeros (a zero vector has no direction)")
+    bad_rows = np.zeros((len(problems), len(vectors)), dtype=bool)
+    for start in range(0, len(vectors), CHUNK_ROWS):
+        values = np.asarray(vectors[start:start + CHUNK_ROWS], dtype=np.float64)
+        bad_rows[:, start:start + len(values)] = _row_problems(values)
+    for what, bad in zip(problems, bad_rows):
         if bad.any():
             raise InputError(f"{source}: embeddings row {int(rows[np.argmax(bad)])} {what} "
                              f"({int(bad.sum())} such row(s)); {fix}")
+
+
+def _row_problems(values: np.ndarray) -> list[np.ndarray]:
+    """Per row, in ``check_vectors``' order: a NaN or infinity, a value beyond float32's
+    range, all zeros."""
+    with np.errstate(invalid="ignore"):
+        return [~np.isfinite(values).all(axis=1), (np.abs(values) > FLOAT32_MAX).any(axis=1),
+                ~values.any(axis=1)]
