@@ -83,3 +83,19 @@ def test_a_header_declaring_80_gb_is_refused_without_allocating(tmp_path) -> Non
                                              r"\(20000000000, 1\) \(80,000,000,000 bytes\) but "
                                              r"the file holds 64 bytes"):
             load()
+
+
+def test_checks_and_normalising_read_in_chunks_give_the_whole_arrays_answer(
+        tmp_path, monkeypatch) -> None:
+    """With chunks of 7 rows, a bad row in a later chunk is still the first one named, every
+    bad row is counted, and normalised rows equal the whole-array computation."""
+    import audit.embedders as embedders
+
+    vectors = _clustered(50)
+    whole = l2_normalise(vectors)
+    monkeypatch.setattr(embedders, "CHUNK_ROWS", 7)
+    assert np.array_equal(l2_normalise(vectors), whole)
+    vectors[[23, 41, 48]] = 0.0
+    np.save(tmp_path / "zeros.npy", vectors)
+    with pytest.raises(InputError, match=r"row 23 is all zeros .*\(3 such row\(s\)\)"):
+        load_embeddings(tmp_path / "zeros.npy", 50)
