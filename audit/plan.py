@@ -5,9 +5,10 @@ Stages, each timed, logged and followed by a cancel check:
     load samples -> embed (cached) -> out-of-sample pred_probs -> kNN graph
     -> every selected detector in dependency order -> per-sample run facts -> finish
 
-Decode + embed, the probe's folds and the kNN graph's cell searches run through the run's
-executor (``audit.executors``): in this process, or with ``executor = "ray"`` as Ray tasks
-(``audit.ray_executor``); this process stays the only writer of the store.
+Decode + embed, the probe's folds, the kNN graph's cell searches and the image batches of
+``image_quality`` and ``near_duplicate`` run through the run's executor (``audit.executors``):
+in this process, or with ``executor = "ray"`` as Ray tasks (``audit.ray_executor``); this
+process stays the only writer of the store.
 
 Only samples whose image decoded at ingestion (``load_error`` NULL) are scored. The run is
 created first and written stage by stage, each write one short transaction; no connection is

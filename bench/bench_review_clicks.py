@@ -42,15 +42,11 @@ from bench.bench_explore import (BROWSER_ARGS, CLASSES, DETECTORS, _build,  # no
                                  _machine, _percentile, _served)
 from bench.figures import save_figures  # noqa: E402
 from bench.synthetic_runs import add_synthetic_run  # noqa: E402
+from tests.dashboard.server import STILL_JS  # noqa: E402  (the browser tests' "still")
 
 WAIT_MS = 120_000
 NEW_RUNS = 3   # newly finished runs timed each way
 BARS_MS = {"median": 700, "p95": 1_500, "first page": 2_000}
-# The page is still when the script's run has ended, every element is drawn (none is still the
-# placeholder shown while its code loads) and every image has loaded.
-STILL = ("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === "
-         "'notRunning' && !document.querySelector('[data-testid=stSkeleton]') && "
-         "Array.from(document.images).every(i => i.complete)")
 CARDS_48 = "document.querySelectorAll(\"[class*='st-key-open-']\").length === 48"
 VIEWPORT = {"width": 1600, "height": 1000}
 FIRST_CARD = ("(() => { const c = document.querySelector(\"[class*='st-key-open-']\");"
@@ -135,7 +131,7 @@ def _pick_run(page, run_id: int) -> float:
     """Reload the open page (untimed: how its sidebar learns of the new run), open the "Run"
     list and time the click on the new run until its first page is shown."""
     page.reload(wait_until="domcontentloaded")
-    page.wait_for_function(f"{CARDS_48} && {STILL}", timeout=WAIT_MS)
+    page.wait_for_function(f"{CARDS_48} && {STILL_JS}", timeout=WAIT_MS)
     page.get_by_test_id("stSidebar").get_by_text("Run", exact=True).locator(
         "xpath=ancestor::div[contains(@class, 'stSelectbox')]").click()
     option = page.get_by_role("option", name=re.compile(rf"^run {run_id} \("))
@@ -147,7 +143,7 @@ def _first_page(page, url: str) -> float:
     """From navigation until the grid's 48 cards and their images are shown."""
     start = time.perf_counter()
     page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_function(f"{CARDS_48} && {STILL}", timeout=WAIT_MS)
+    page.wait_for_function(f"{CARDS_48} && {STILL_JS}", timeout=WAIT_MS)
     return (time.perf_counter() - start) * 1000
 
 
@@ -160,7 +156,7 @@ def _timed_until(page, click, shown_js: str, arg=None) -> float:
                   "{capture: true, once: true}); }")
     click()
     page.wait_for_function(
-        f"(arg) => {{ if (window.__clicked === null || !(({shown_js}) && {STILL})) "
+        f"(arg) => {{ if (window.__clicked === null || !(({shown_js}) && {STILL_JS})) "
         "return false; window.__shown = performance.now(); return true; }",
         arg=arg, timeout=WAIT_MS)
     return page.evaluate("() => window.__shown - window.__clicked")
@@ -223,7 +219,7 @@ def _open_examples(page, clicks: int) -> list[float]:
         times.append(_card_click(page, "open", i,
                                  "document.body.innerText.includes('id: ' + arg)"))
         main.get_by_role("link", name="Back to Explore").click()
-        page.wait_for_function(f"{CARDS_48} && {STILL}", timeout=WAIT_MS)
+        page.wait_for_function(f"{CARDS_48} && {STILL_JS}", timeout=WAIT_MS)
     return times
 
 

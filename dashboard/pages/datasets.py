@@ -161,7 +161,7 @@ def _delete_if_confirmed(view: context.View, dataset, typed: str) -> None:
 
 
 def _executor_picker(settings: Settings) -> tuple[str, str]:
-    """Where the audit's decode + embed runs, and the Ray cluster when on Ray (the settings'
+    """Where the audit's heavy stages run, and the Ray cluster when on Ray (the settings'
     values first; their documentation as help)."""
     docs = field_docs()
     left, right = st.columns([1, 2])
