@@ -406,6 +406,7 @@ class AuditRun:
 
     def run_detectors(self, inputs) -> None:
         order = detector_order(self.config.detectors)
+        read_later = details_read_later(order)
         self.check_cancel()
         for position, name in enumerate(order):
             self.report("detectors", position / len(order), f"running {name}")
@@ -413,7 +414,8 @@ class AuditRun:
                 progress = self.detector_progress(name, position, len(order))
                 frame = self.run_one(name, inputs, progress)
                 if frame is not None:
-                    inputs.prior_scores[name] = frame
+                    if name in read_later:
+                        inputs.prior_scores[name] = with_details_cut(frame, read_later[name])
                     run_store.write_scores(self.store, self.run_id, scores_for_store(name, frame))
                     self.scored.append(name)
 
@@ -460,6 +462,22 @@ class AuditRun:
         """What each detector that wrote scores declares (family, label suggestions ...), so
         the export and the pages read the run's facts instead of naming detectors."""
         return {name: run_store.recorded_facts(registry()[name].facts()) for name in self.scored}
+
+
+def details_read_later(order: list[str]) -> dict[str, set[str]]:
+    """Each detector whose result a later one reads (``after``) -> the detail keys read."""
+    read: dict[str, set[str]] = {}
+    for name in order:
+        for dependency in registry()[name].after:
+            read.setdefault(dependency, set()).update(registry()[name].reads_details)
+    return read
+
+
+def with_details_cut(frame: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
+    """A detector's result as later detectors see it: details cut to ``keys`` (None when none
+    is left), so the plan does not hold every sample's full details in memory."""
+    cut = [{key: d[key] for key in keys if key in d} if d else None for d in frame["details"]]
+    return frame.assign(details=[d or None for d in cut])
 
 
 def without_trusted_issues(frame: pd.DataFrame, trusted: np.ndarray | None) -> pd.DataFrame:

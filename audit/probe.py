@@ -164,27 +164,37 @@ def predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tens
 
 def fit_mlp(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
             seed: int) -> torch.nn.Module:
-    """One-hidden-layer MLP, stopped early (see the module doc); returned in eval mode."""
+    """One-hidden-layer MLP, stopped early (see the module doc); returned for prediction (the
+    network without its dropout, which is what eval mode computes)."""
     import torch
 
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Dropout(0.2), torch.nn.Linear(features.shape[1], MLP_HIDDEN), torch.nn.ReLU(),
-        torch.nn.Dropout(0.5), torch.nn.Linear(MLP_HIDDEN, n_classes)).to(features.device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
+    hidden = torch.nn.Linear(features.shape[1], MLP_HIDDEN).to(features.device)
+    output = torch.nn.Linear(MLP_HIDDEN, n_classes).to(features.device)
+    parameters = [*hidden.parameters(), *output.parameters()]
+    optimiser = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=1e-3, fused=True)
     generator = torch.Generator().manual_seed(seed)
     batches_per_epoch = -(-len(features) // MLP_BATCH)
     epochs = max(MLP_EPOCHS, -(-MLP_MIN_STEPS // batches_per_epoch))
-    model.train()
     for _ in range(epochs):
         order = torch.randperm(len(features), generator=generator).to(features.device)
         for batch in order.split(MLP_BATCH):
-            loss = torch.nn.functional.cross_entropy(model(features[batch]), targets[batch],
-                                                     label_smoothing=0.1)
+            inputs = dropout(features[batch], 0.2)
+            logits = output(dropout(torch.relu(hidden(inputs)), 0.5))
+            loss = torch.nn.functional.cross_entropy(logits, targets[batch], label_smoothing=0.1)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    return model.eval()
+    return torch.nn.Sequential(hidden, torch.nn.ReLU(), output).eval()
+
+
+def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Inverted dropout, as ``torch.nn.functional.dropout`` in training, with the mask drawn
+    from uniform numbers: on CPU torch's own draws Bernoulli numbers 3.7x slower (0.65 ms
+    against 0.18 ms for a 128 x 512 batch), which made dropout 40% of the probe's time."""
+    import torch
+
+    return x * (torch.rand_like(x) >= rate) * (1.0 / (1.0 - rate))
 
 
 def fit_logistic(features: torch.Tensor, targets: torch.Tensor, n_classes: int,

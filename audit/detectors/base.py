@@ -13,7 +13,9 @@ The maths lives in pure functions beside the class, testable on tiny arrays. The
 special-cases a detector by name: a detector whose requirement is missing is skipped with
 the reason ``missing_requirements`` gives, and one that raises is recorded as skipped too.
 Detectors that combine others' results list them in ``after`` and read
-``inputs.prior_scores[name]``. A detector may set ``self.summary`` (a small JSON dict) while
+``inputs.prior_scores[name]``; of those results' details they see only the keys they name in
+``reads_details`` (the plan keeps no more in memory: full details take about 1 GB per million
+samples and detector). A detector may set ``self.summary`` (a small JSON dict) while
 scoring: what it measured about the whole dataset (overall: the estimated number of label
 errors); the plan stores it with the run.
 
@@ -104,6 +106,7 @@ class Detector:
     name: ClassVar[str]
     requires: ClassVar[frozenset[str]] = frozenset()
     after: ClassVar[tuple[str, ...]] = ()
+    reads_details: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     description: ClassVar[str] = ""
     family: ClassVar[str]
@@ -116,7 +119,8 @@ class Detector:
         """What this detector declares, as plain data (JSON-ready)."""
         return {"name": cls.name, "family": cls.family, "suggests_labels": cls.suggests_labels,
                 "belief": cls.belief, "requires": sorted(cls.requires), "after": list(cls.after),
-                "params": dict(cls.params), "description": cls.description}
+                "reads_details": list(cls.reads_details), "params": dict(cls.params),
+                "description": cls.description}
 
     def missing_requirements(self, inputs: DetectorInputs) -> str | None:
         """A plain-words reason this detector cannot run on these inputs, or None."""

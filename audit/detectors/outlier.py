@@ -33,13 +33,21 @@ def knn_distance(distances: np.ndarray) -> np.ndarray:
     return distances.astype(np.float64).mean(axis=1)
 
 
-def principal_projection(x: np.ndarray, max_dims: int, sample: int = 10_000) -> np.ndarray:
-    """Centre and project on the top ``max_dims`` principal directions (fitted on a sample)."""
-    centred = np.asarray(x, dtype=np.float32) - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+def principal_projection(x: np.ndarray, max_dims: int, sample: int = 10_000,
+                         chunk: int = 65_536) -> np.ndarray:
+    """Centre and project on the top ``max_dims`` principal directions (fitted on a sample),
+    ``chunk`` rows at a time: no centred copy of the whole embeddings (2 GB at 1M x 512)."""
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     if x.shape[1] <= max_dims:
-        return centred.astype(np.float64)
-    _, _, vt = np.linalg.svd(centred[:: max(1, len(x) // sample)], full_matrices=False)
-    return (centred @ vt[:max_dims].T).astype(np.float64)
+        return (np.asarray(x, dtype=np.float32) - mean).astype(np.float64)
+    _, _, vt = np.linalg.svd(np.asarray(x[:: max(1, len(x) // sample)], dtype=np.float32) - mean,
+                             full_matrices=False)
+    directions = vt[:max_dims].T
+    projected = np.empty((len(x), max_dims))
+    for start in range(0, len(x), chunk):
+        projected[start:start + chunk] = (np.asarray(x[start:start + chunk], dtype=np.float32)
+                                          - mean) @ directions
+    return projected
 
 
 def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64) -> np.ndarray:

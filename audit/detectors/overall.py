@@ -147,6 +147,7 @@ class Overall(Detector):
     family = "label"
     suggests_labels = True
     after = LABEL_DETECTORS
+    reads_details = ("suggested_label", "suggested_confidence")
     params = {"weights": None, "threshold": None}
     description = ("One ranking of likely label problems: the label detectors' beliefs, each "
                    "weighed by how well it explains the labels, flagging as many samples as "

@@ -59,10 +59,11 @@ def threshold_groups(n: int, n_classes: int, runs: int, seed: int) -> list[np.nd
 def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, runs: int,
                       config: HeadConfig, percentile: float, seed: int,
                       progress: Progress | None = None,
-                      trainable: np.ndarray | None = None) -> Dynamics:
+                      trainable: np.ndarray | None = None, executor=None) -> Dynamics:
     """AUM and EL2N averaged over ``runs`` heads, each with its own threshold samples. Rows
     where ``trainable`` is False (removed by a reviewer) are never trained on nor threshold
-    samples; their margins are measured on the trained heads."""
+    samples; their margins are measured on the trained heads. ``executor`` (the run's) may
+    train groups of heads as tasks (``training_heads.fit_heads``)."""
     from audit.detectors.training_heads import fit_heads   # torch: loaded only to train
 
     n = len(labels)
@@ -73,7 +74,7 @@ def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, n_classes: int
     for run, fake in enumerate(groups):
         targets[fake, run] = n_classes
     aum, early = fit_heads(embeddings, targets, n_classes + 1, config,
-                           [seed + run for run in range(runs)], progress, trained)
+                           [seed + run for run in range(runs)], progress, trained, executor)
     real = np.ones((n, runs), dtype=bool)
     for run, fake in enumerate(groups):
         real[fake, run] = False
@@ -125,7 +126,7 @@ class TrainingDynamics(Detector):
         runs = max(params["seeds"], MIN_RUNS)
         dynamics = training_dynamics(inputs.embeddings, inputs.labels, len(inputs.class_names),
                                      runs, config, params["threshold_percentile"], inputs.seed,
-                                     progress, inputs.trainable)
+                                     progress, inputs.trainable, inputs.executor)
         aum_score, el2n_score = dynamics_scores(dynamics)
         is_issue = dynamics.aum < dynamics.aum_threshold
         score = (aum_score + el2n_score) / 2.0

@@ -3,7 +3,8 @@
 import numpy as np
 
 from audit.detectors import REGISTRY
-from audit.detectors.outlier import class_mahalanobis, distance_to_score, outlier_issues
+from audit.detectors.outlier import (class_mahalanobis, distance_to_score, outlier_issues,
+                                     principal_projection)
 from audit.embedders import l2_normalise
 from tests.audit.detector_inputs import blobs, make_inputs, precision_recall, quiet
 
@@ -24,6 +25,17 @@ def test_class_mahalanobis_is_largest_away_from_every_class():
     labels = np.array([0] * 50 + [1] * 50 + [0])
     distances = class_mahalanobis(x, labels)
     assert distances.argmax() == 100 and distances[100] > 3 * np.median(distances)
+
+
+def test_projection_in_chunks_is_the_whole_arrays_projection():
+    x = np.random.default_rng(1).normal(size=(1_000, 24)).astype(np.float32)
+    whole = principal_projection(x, 6, sample=500, chunk=len(x))
+    chunked = principal_projection(x, 6, sample=500, chunk=7)
+    assert whole.shape == (1_000, 6) and np.abs(whole).max() > 1.0
+    assert np.allclose(chunked, whole, atol=1e-5)
+    centred = x - x.mean(axis=0)
+    assert np.allclose(np.abs(whole).sum(axis=0), np.abs(centred @ np.linalg.svd(
+        centred[::2], full_matrices=False)[2][:6].T).sum(axis=0), rtol=1e-4)
 
 
 def test_planted_far_points_are_the_outliers():

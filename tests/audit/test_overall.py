@@ -6,6 +6,7 @@ import pandas as pd
 from audit.detectors import REGISTRY
 from audit.detectors.overall import (estimated_error_count, lowest, mixture_weights,
                                      suggestion)
+from audit.plan import with_details_cut
 from tests.audit.detector_inputs import blobs, flip, make_inputs, quiet
 
 
@@ -65,6 +66,24 @@ def test_planted_flips_are_ranked_first_and_flagged_in_number():
     assert abs(int(frame["is_issue"].sum()) - 12) <= 2
     assert detector.summary["estimated_label_errors"] == int(frame["is_issue"].sum())
     assert set(detector.summary["weights"]) == {"label_issue", "knn_label"}
+
+
+def test_overall_reads_only_the_details_it_names_and_scores_the_same_on_them():
+    """The plan keeps of each label detector's details only the keys overall reads."""
+    points, true = blobs(per_class=60, classes=3)
+    noisy, _ = flip(true, 9, 3)
+    probs = np.full((180, 3), 0.1)
+    probs[np.arange(180), true] = 0.8
+    full, cut = (make_inputs(noisy, points, pred_probs=probs) for _ in range(2))
+    for name in ("label_issue", "knn_label"):
+        frame = REGISTRY[name]().run(full, {}, quiet)
+        full.prior_scores[name] = frame
+        cut.prior_scores[name] = with_details_cut(frame, set(REGISTRY["overall"].reads_details))
+    kept = [d for d in cut.prior_scores["label_issue"]["details"] if d]
+    assert kept and all(set(d) <= {"suggested_label", "suggested_confidence"} for d in kept)
+    assert "reason" in full.prior_scores["label_issue"]["details"].iloc[0]
+    on_full, on_cut = (REGISTRY["overall"]().run(inputs, {}, quiet) for inputs in (full, cut))
+    assert on_full["is_issue"].sum() >= 5 and on_full.equals(on_cut)
 
 
 def test_suggestion_is_the_most_proposed_label():

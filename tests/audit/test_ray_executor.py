@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
 from audit.detectors import image_quality, near_duplicate
+from audit.detectors.training_dynamics import HeadConfig, training_dynamics
 from audit.errors import Cancelled, ConfigError
 from audit.ingest import ingest
 from audit.knn import build_knn_graph
@@ -215,6 +216,23 @@ def test_the_knn_cell_searches_on_ray_give_the_local_graph(cluster) -> None:
     assert on_ray.facts["tasks"]["search_cells"] >= 2
     assert np.array_equal(remote.indices, local.indices)
     assert np.abs(remote.distances - local.distances).max() <= 1e-5
+
+
+def test_training_dynamics_heads_on_ray_give_the_local_margins(cluster) -> None:
+    """Three seeds' heads in two Ray tasks (2 CPUs) train as the local stacked model does."""
+    features, labels = clustered_vectors(900, classes=4)
+    labels[:40] = (labels[:40] + 1) % 4
+    on_ray = RayExecutor(ray, "", None, None)
+    config = HeadConfig(epochs=6, early_epoch=2)
+    local = training_dynamics(features, labels, 4, 3, config, 50.0, seed=0)
+    remote = training_dynamics(features, labels, 4, 3, config, 50.0, seed=0, executor=on_ray)
+    assert on_ray.facts["tasks"] == {"train_head_group": 2}
+    assert np.ptp(local.aum) > 1.0, "the margins differ between samples: a real comparison"
+    assert np.abs(remote.aum - local.aum).max() <= SCORE_TOLERANCE
+    assert np.abs(remote.el2n - local.el2n).max() <= SCORE_TOLERANCE
+    assert abs(remote.aum_threshold - local.aum_threshold) <= SCORE_TOLERANCE
+    assert np.array_equal(remote.aum < remote.aum_threshold, local.aum < local.aum_threshold)
+    assert (local.aum[:40] < local.aum_threshold).mean() > 0.5, "planted errors fall below"
 
 
 def clustered_vectors(n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
