@@ -3,10 +3,11 @@ classes (and the samples sitting in another class's cluster) show as groups.
 
 t-SNE (scikit-learn, Barnes-Hut) lays out up to ``LANDMARKS`` samples, after PCA to at most
 ``PCA_DIMS`` dimensions; every other sample is placed at the mean position of its
-``PLACE_NEIGHBOURS`` most similar landmarks (cosine similarity of the embeddings, by FAISS's exact
-inner-product search: 1.6x faster than a numpy product and partition, the same neighbours), so
-the cost beyond the landmarks is one matrix product per chunk and no copy of the embeddings. UMAP was not chosen: it needs numba and
-llvmlite, a large install and a JIT warm-up, for a picture the landmarks already give.
+``PLACE_NEIGHBOURS`` most similar landmarks (cosine similarity of the embeddings, found by
+FAISS's exact inner-product search: 1.6x faster than a numpy product and partition, the same
+neighbours), so the cost beyond the landmarks is one matrix product per chunk and no copy of
+the embeddings. UMAP was not chosen: it needs numba and llvmlite, a large install and a JIT
+warm-up, for a picture the landmarks already give.
 """
 
 from __future__ import annotations

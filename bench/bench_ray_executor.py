@@ -1,9 +1,9 @@
 """What the ``ray`` executor costs against the local one, stage by stage: decode + embed, the
-probe's cross-fitting folds and the kNN graph's cell searches.
+probe's cross-fitting folds, the kNN graph's cell searches and the detectors' tasks.
 
 N synthetic PNGs (noisy colour squares of a few classes, written as real files) are ingested
-into a temp store; then a whole audit (``run_audit`` with the ``outlier``, ``image_quality`` and
-``near_duplicate`` detectors) runs per configuration: the local executor, and Ray on a local
+into a temp store; then a whole audit (``run_audit`` with the ``outlier``, ``image_quality``,
+``near_duplicate`` and ``training_dynamics`` detectors) runs per configuration: the local executor, and Ray on a local
 instance limited to 1 CPU and to 2 CPUs. The default 24,000 images are above the kNN graph's
 exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. What is timed:
 
@@ -15,7 +15,8 @@ exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. 
   is decoded) and the pixels PCA; ``probe`` the 5 cross-fitted folds of the default MLP probe;
   ``kNN`` the graph (k-means cells here, their searches as tasks); ``image_quality`` and
   ``near_duplicate`` the two detectors whose per-image work (decode, measure, hash) runs as
-  tasks; for Ray each includes submitting, waiting and joining its tasks.
+  tasks; ``training_dynamics`` the detector whose heads (groups of seeds) run as tasks; for
+  Ray each includes submitting, waiting and joining its tasks.
 
 Each configuration runs the audit ``--repeats`` times in a row: on Ray the first run also starts
 the Ray worker processes and their imports (cold), later ones reuse them (warm). Every run's
@@ -54,8 +55,9 @@ from bench.figures import save_figures
 
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
-DETECTORS = ["outlier", "image_quality", "near_duplicate"]
-TASKS = ("embed_shard", "fold_probabilities", "search_cells", "measure_batch", "signature_batch")
+DETECTORS = ["outlier", "image_quality", "near_duplicate", "training_dynamics"]
+TASKS = ("embed_shard", "fold_probabilities", "search_cells", "measure_batch", "signature_batch",
+         "train_head_group")
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
 DEFAULT_LOADER_WORKERS = 2  # the loader_workers setting's default
 VECTOR_TOLERANCE = 1e-5      # imagenet vectors: float rounding may differ between processes
@@ -259,8 +261,9 @@ def print_table(figures: dict) -> None:
           f"{figures['side']} PNGs, {figures['embedder']}, {figures['machine']['cpus']} CPUs, "
           f"load avg at start {load[0]} / {load[1]} / {load[2]}")
     print("| executor | run | Ray start ms | embed s | images/s | embed vs local | probe s | "
-          "kNN s | image_quality s | near_duplicate s | tasks | whole run s | Ray stop ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "kNN s | image_quality s | near_duplicate s | training_dynamics s | tasks | whole run s "
+          "| Ray stop ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in figures["runs"]:
         timings, tasks = r["timings"], r["executor_facts"].get("tasks")
         tasks = "-" if tasks is None else " / ".join(str(tasks.get(f, 0)) for f in TASKS)
@@ -268,7 +271,7 @@ def print_table(figures: dict) -> None:
               f"{r['embed_s']:.2f} | {r['images_per_s']:,.0f} | {r['ratio_to_local']:.2f}x | "
               f"{timings['probe']:.2f} | {timings['knn']:.2f} | "
               f"{timings['detector:image_quality']:.2f} | {timings['detector:near_duplicate']:.2f}"
-              f" | {tasks} | {r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
+              f" | {timings['detector:training_dynamics']:.2f} | {tasks} | {r['run_s']:.1f} | {r.get('ray_stop_ms', '-')} |")
     print(f"tasks: {' / '.join(TASKS)}")
     for r in figures["runs"]:
         if "worker_start" in r:
