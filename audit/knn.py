@@ -5,7 +5,8 @@ FAISS ``IndexFlatIP`` up to ``EXACT_LIMIT`` samples; beyond it, where exact sear
 n squared, an approximate cluster search (spherical k-means cells from FAISS, each cell's
 members searched exactly among the members of its ``NPROBE`` nearest cells, one matrix product
 per cell; the limit and the recall are measured in bench/bench_engine_speed.py). The k-means
-cells are built once here; their searches run as groups of cells through the run's executor
+centroids are trained once here, on a sample; assigning every vector to its cell (ranges of
+rows) and the cells' searches (groups of cells) run through the run's executor
 (``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a GPU,
 chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
 to n - 1; ``exact`` records which search was used.
@@ -85,7 +86,11 @@ def _cluster_search(vectors: np.ndarray, width: int, seed: int,
     n, dims = vectors.shape
     cells = max(1, min(int(math.sqrt(NPROBE * n)), n // TRAIN_POINTS_PER_LIST))
     centroids = _spherical_kmeans(vectors, cells, seed)
-    assignment = _nearest(centroids, vectors, 1)[1][:, 0]
+    ranges = [(rows[0], rows[-1] + 1) for rows in
+              np.array_split(np.arange(n), min(n, TASKS_PER_SLOT * executor.slots()))]
+    assignment = np.concatenate(executor.map(
+        assign_cells, ranges, {"vectors": vectors, "centroids": centroids},
+        what="kNN cell assignment"))
     probe = _nearest(centroids, centroids, min(NPROBE, cells))[1]
     members = np.split(np.argsort(assignment, kind="stable"),
                        np.cumsum(np.bincount(assignment, minlength=cells))[:-1])
@@ -101,6 +106,12 @@ def _cluster_search(vectors: np.ndarray, width: int, seed: int,
         rows = np.concatenate(queries)
         indices[rows], similarities[rows] = group_indices, group_similarities
     return indices, similarities
+
+
+def assign_cells(start: int, stop: int, *, vectors: np.ndarray,
+                 centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of each of the rows ``start``..``stop`` (int64)."""
+    return _nearest(centroids, vectors[start:stop], 1)[1][:, 0]
 
 
 def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[np.ndarray], *,

@@ -207,13 +207,14 @@ def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) ->
     assert np.abs(remote.pred_probs - local.pred_probs).max() <= SCORE_TOLERANCE
 
 
-def test_the_knn_cell_searches_on_ray_give_the_local_graph(cluster) -> None:
+def test_the_knn_cell_assignment_and_searches_on_ray_give_the_local_graph(cluster) -> None:
     vectors, _ = clustered_vectors(3000, classes=6)
     on_ray = RayExecutor(ray, "", None, None)
     local = build_knn_graph(vectors, 10, exact_limit=100)          # the approximate search
     remote = build_knn_graph(vectors, 10, exact_limit=100, executor=on_ray)
     assert not local.exact and not remote.exact
     assert on_ray.facts["tasks"]["search_cells"] >= 2
+    assert on_ray.facts["tasks"]["assign_cells"] >= 2
     assert np.array_equal(remote.indices, local.indices)
     assert np.abs(remote.distances - local.distances).max() <= 1e-5
 
