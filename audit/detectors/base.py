@@ -14,8 +14,7 @@ special-cases a detector by name: a detector whose requirement is missing is ski
 the reason ``missing_requirements`` gives, and one that raises is recorded as skipped too.
 Detectors that combine others' results list them in ``after`` and read
 ``inputs.prior_scores[name]``; of those results' details they see only the keys they name in
-``reads_details`` (the plan keeps no more in memory: full details take about 1 GB per million
-samples and detector). A detector may set ``self.summary`` (a small JSON dict) while
+``reads_details`` (the plan keeps no more of them in memory). A detector may set ``self.summary`` (a small JSON dict) while
 scoring: what it measured about the whole dataset (overall: the estimated number of label
 errors); the plan stores it with the run.
 
