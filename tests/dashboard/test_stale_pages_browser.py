@@ -96,12 +96,12 @@ def test_explore_opened_from_the_insights_map_starts_at_its_top(served_demo):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         main, _ = _open(page, served_demo, "Insights")
         expect(main.get_by_text("Map of the embeddings")).to_be_visible(timeout=60_000)
-        chart = page.locator(".js-plotly-plot").last
+        chart = page.locator(".js-plotly-plot", has_text="map_x")  # the map, not another plot
+        expect(chart).to_be_visible(timeout=60_000)
         chart.scroll_into_view_if_needed()
         assert page.evaluate(MAIN_SCROLL) > 0   # the map is far down the page
-        _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
         show = main.get_by_role("button", name=re.compile(r"^Show the \d+ selected"))
-        expect(show).to_be_visible(timeout=60_000)
+        _select_a_box(page, chart, show)
         selected = int(re.search(r"\d+", show.inner_text()).group())
         preview = keyed(main, "map_preview").locator("img")  # the selection's images, at once
         expect(preview).to_have_count(min(selected, 12), timeout=60_000)
@@ -109,6 +109,22 @@ def test_explore_opened_from_the_insights_map_starts_at_its_top(served_demo):
         expect(main.get_by_text("selected on the Insights map")).to_be_visible(
             timeout=60_000)
         page.wait_for_function(f"() => ({MAIN_SCROLL})() === 0", timeout=90_000)
+
+
+def _select_a_box(page, chart, selected, attempts: int = 3) -> None:
+    """Drag a box on ``chart`` until ``selected`` shows: a drag while the chart is still being
+    drawn or redrawn is lost, so it is tried again (up to ``attempts`` times)."""
+    from playwright.sync_api import expect
+
+    for _ in range(attempts - 1):
+        _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
+        try:
+            expect(selected).to_be_visible(timeout=30_000)
+            return
+        except AssertionError:
+            continue
+    _drag_a_box(page, chart.locator(".nsewdrag").first.bounding_box())
+    expect(selected).to_be_visible(timeout=60_000)
 
 
 def _drag_a_box(page, area: dict) -> None:
