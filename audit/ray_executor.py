@@ -19,8 +19,12 @@ What runs on Ray:
   ``ImageSource``) are put in Ray's object store once per call and shared by every task.
 
 Tasks ask for one GPU each when the run's device is cuda, one CPU otherwise. Ray re-runs a task
-whose worker process died (``MAX_RETRIES``); progress is reported per finished task; a cancel
-request, polled while tasks run, cancels the outstanding ones and raises ``Cancelled``. See
+whose worker process died (``MAX_RETRIES``); progress is reported per finished task. At most
+``IN_FLIGHT_PER_SLOT`` tasks per slot are submitted ahead, so a cancel request, polled while
+tasks run, stops the stage by submitting no more and raising ``Cancelled``; the few tasks in
+flight finish and their results are dropped. ``ray.cancel`` is not used: in Ray 2.60 a cancel
+racing a task's completion can abort the calling process ("Tried to complete task that was
+not pending", ray-project/ray#54846; it once killed this project's test run). See
 docs/scaling.md.
 """
 
@@ -42,6 +46,7 @@ SHARDED_EMBEDDERS = ("clip", "imagenet", "pixels")
 MAX_RETRIES = 3           # re-runs of a task whose Ray worker process died
 MAX_SHARD_ROWS = 4096
 POLL_S = 0.5              # how often cancel is polled while tasks run
+IN_FLIGHT_PER_SLOT = 2    # tasks submitted ahead per parallel slot
 _BUILT: dict[str, object] = {}   # in a Ray worker process: the embedder each spec built there
 
 
@@ -125,26 +130,28 @@ class RayExecutor:
     def map(self, function: Callable, arguments: Sequence[tuple], shared: dict | None = None,
             progress: Progress | None = None, what: str = "tasks", gpus: int = 0) -> list:
         """``[function(*args, **shared) for args in arguments]`` as Ray tasks (``gpus`` each;
-        one CPU otherwise), ``shared`` put in the object store once."""
+        one CPU otherwise), ``shared`` put in the object store once, at most
+        ``IN_FLIGHT_PER_SLOT`` per slot submitted ahead (see the module doc on cancel)."""
         task = self.ray.remote(function).options(max_retries=MAX_RETRIES, num_cpus=1,
                                                  num_gpus=gpus)
         shared_refs = {name: self.ray.put(value) for name, value in (shared or {}).items()}
         tasks = self.facts["tasks"]
         tasks[function.__name__] = tasks.get(function.__name__, 0) + len(arguments)
-        pending = {task.remote(*args, **shared_refs): i for i, args in enumerate(arguments)}
+        unsubmitted = list(enumerate(arguments))[::-1]
+        in_flight = IN_FLIGHT_PER_SLOT * self.slots(on_gpu=gpus > 0)
+        pending: dict[object, int] = {}
         results: dict[int, object] = {}
-        try:
-            while pending:
-                self.check_cancel()
-                ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    results[pending.pop(ref)] = self.ray.get(ref)
-                    if progress is not None:
-                        progress(len(results) / len(arguments),
-                                 f"{what}: {len(results)} of {len(arguments)} done on Ray")
-        finally:
-            for ref in pending:   # cancelled, or another task failed: stop the rest
-                self.ray.cancel(ref, force=True)
+        while unsubmitted or pending:
+            self.check_cancel()
+            while unsubmitted and len(pending) < in_flight:
+                index, args = unsubmitted.pop()
+                pending[task.remote(*args, **shared_refs)] = index
+            ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                results[pending.pop(ref)] = self.ray.get(ref)
+                if progress is not None:
+                    progress(len(results) / len(arguments),
+                             f"{what}: {len(results)} of {len(arguments)} done on Ray")
         return [results[i] for i in range(len(arguments))]
 
     def check_cancel(self) -> None:
