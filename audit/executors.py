@@ -4,9 +4,11 @@ An executor does two things for the plan:
 
 - ``embed(embedder, rows, progress)``: decode + embed the rows;
 - ``map(function, arguments, shared, progress, what, gpus)``: call ``function(*args, **shared)`` for
-  each tuple in ``arguments`` and return the results in the same order. The probe's
-  cross-fitting folds, the kNN graph's cell searches, and the image batches of
-  ``image_quality`` and ``near_duplicate`` (``DetectorInputs.executor``) run through it.
+  each tuple in ``arguments`` and return the results in the same order. Through it run: the
+  probe's cross-fitting folds (one call per fold), the kNN graph's cell assignment (ranges of
+  rows) and cell searches (groups of cells), and, through ``DetectorInputs.executor``, the
+  image batches of ``image_quality`` and ``near_duplicate`` and the head groups of
+  ``training_dynamics``. This list is the one place that names them.
 
 ``LocalExecutor`` does both in the audit's process, one call after another. ``RayExecutor``
 (``audit.ray_executor``, which alone imports ``ray``) runs them as Ray tasks across a cluster.
@@ -18,12 +20,21 @@ Either way the audit's process stays the only writer of the store.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable, Iterator, Sequence
 
 from audit.embedders import ShouldCancel
 
 Progress = Callable[[float, str], None]
 TASKS_PER_SLOT = 4    # tasks per parallel slot when a stage is cut up: balance, little overhead
+
+
+def row_ranges(n: int, slots: int, max_rows: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) ranges of consecutive rows covering ``n``: about ``TASKS_PER_SLOT`` per
+    parallel slot, each at most ``max_rows`` rows."""
+    size = max(1, math.ceil(n / (max(slots, 1) * TASKS_PER_SLOT)))
+    size = min(size, max_rows) if max_rows else size
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class LocalExecutor:

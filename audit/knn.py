@@ -23,7 +23,7 @@ import torch
 
 from audit.detectors.base import KnnGraph
 from audit.errors import InputError
-from audit.executors import TASKS_PER_SLOT, LocalExecutor
+from audit.executors import TASKS_PER_SLOT, LocalExecutor, row_ranges
 
 EXACT_LIMIT = 20_000
 NPROBE = 8
@@ -35,8 +35,9 @@ GPU_QUERY_CHUNK = 4096
 
 def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
                     exact_limit: int = EXACT_LIMIT, seed: int = 0, executor=None) -> KnnGraph:
-    """The k nearest neighbours of every row (self excluded), nearest first; the cell searches
-    of the approximate search are mapped by ``executor`` (this process when None)."""
+    """The k nearest neighbours of every row (self excluded), nearest first; the approximate
+    search's cell assignment and cell searches are mapped by ``executor`` (this process when
+    None)."""
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(vectors)
     if n < 2:
@@ -86,10 +87,8 @@ def _cluster_search(vectors: np.ndarray, width: int, seed: int,
     n, dims = vectors.shape
     cells = max(1, min(int(math.sqrt(NPROBE * n)), n // TRAIN_POINTS_PER_LIST))
     centroids = _spherical_kmeans(vectors, cells, seed)
-    ranges = [(rows[0], rows[-1] + 1) for rows in
-              np.array_split(np.arange(n), min(n, TASKS_PER_SLOT * executor.slots()))]
     assignment = np.concatenate(executor.map(
-        assign_cells, ranges, {"vectors": vectors, "centroids": centroids},
+        assign_cells, row_ranges(n, executor.slots()), {"vectors": vectors, "centroids": centroids},
         what="kNN cell assignment"))
     probe = _nearest(centroids, centroids, min(NPROBE, cells))[1]
     members = np.split(np.argsort(assignment, kind="stable"),

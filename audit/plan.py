@@ -5,10 +5,9 @@ Stages, each timed, logged and followed by a cancel check:
     load samples -> embed (cached) -> out-of-sample pred_probs -> kNN graph
     -> every selected detector in dependency order -> per-sample run facts -> finish
 
-Decode + embed, the probe's folds, the kNN graph's cell searches and the image batches of
-``image_quality`` and ``near_duplicate`` run through the run's executor (``audit.executors``):
-in this process, or with ``executor = "ray"`` as Ray tasks (``audit.ray_executor``); this
-process stays the only writer of the store.
+Decode + embed and the other heavy stages ``audit.executors`` lists run through the run's
+executor: in this process, or with ``executor = "ray"`` as Ray tasks
+(``audit.ray_executor``); this process stays the only writer of the store.
 
 Only samples whose image decoded at ingestion (``load_error`` NULL) are scored. The run is
 created first and written stage by stage, each write one short transaction; no connection is
@@ -476,8 +475,8 @@ def details_read_later(order: list[str]) -> dict[str, set[str]]:
 def with_details_cut(frame: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
     """A detector's result as later detectors see it: details cut to ``keys`` (None when none
     is left), so the plan does not hold every sample's full details in memory."""
-    cut = [{key: d[key] for key in keys if key in d} if d else None for d in frame["details"]]
-    return frame.assign(details=[d or None for d in cut])
+    return frame.assign(details=[({key: d[key] for key in keys if key in d} or None) if d
+                                 else None for d in frame["details"]])
 
 
 def without_trusted_issues(frame: pd.DataFrame, trusted: np.ndarray | None) -> pd.DataFrame:

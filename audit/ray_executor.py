@@ -13,10 +13,9 @@ What runs on Ray:
   ``clip`` and ``imagenet``, the thumbnails for ``pixels``, whose PCA over the whole dataset
   then runs here). ``cnn`` trains on the whole dataset at once, so it runs here, and the run
   says so;
-- whatever is handed to ``map``: the probe's cross-fitting folds (one task per fold), the kNN
-  graph's cell searches (groups of cells), and the image batches of ``image_quality`` and
-  ``near_duplicate``. Their large inputs (the centred features, the vectors, the run's
-  ``ImageSource``) are put in Ray's object store once per call and shared by every task.
+- whatever is handed to ``map`` (``audit.executors`` lists the stages), one task per call.
+  Their large inputs (the centred features, the vectors, the run's ``ImageSource``) are put in
+  Ray's object store once per ``map`` and shared by every task.
 
 Tasks ask for one GPU each when the run's device is cuda, one CPU otherwise. Ray re-runs a task
 whose worker process died (``MAX_RETRIES``); progress is reported per finished task. At most
@@ -33,14 +32,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from audit.embedders import EmbedContext, Embedding, ImageRows, Progress, ShouldCancel
 from audit.errors import Cancelled, ConfigError
-from audit.executors import TASKS_PER_SLOT
+from audit.executors import row_ranges
 
 SHARDED_EMBEDDERS = ("clip", "imagenet", "pixels")
 MAX_RETRIES = 3           # re-runs of a task whose Ray worker process died
@@ -114,7 +112,7 @@ class RayExecutor:
             return embedder.embed(rows, progress, self.should_cancel)
         spec = self.spec_of(embedder.name)
         on_gpu = spec.context.device == "cuda"
-        bounds = shard_bounds(len(rows.paths), self.slots(on_gpu))
+        bounds = row_ranges(len(rows.paths), self.slots(on_gpu), MAX_SHARD_ROWS)
         results = self.map(embed_shard, [(spec, rows_between(rows, a, b)) for a, b in bounds],
                            progress=progress, what=f"embedding {len(rows.paths):,} images, shards",
                            gpus=int(on_gpu))
@@ -157,12 +155,6 @@ class RayExecutor:
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled while tasks ran on Ray")
-
-
-def shard_bounds(n: int, slots: int) -> list[tuple[int, int]]:
-    """[start, stop) row ranges: about ``TASKS_PER_SLOT`` shards per parallel slot."""
-    size = min(MAX_SHARD_ROWS, max(1, math.ceil(n / (max(slots, 1) * TASKS_PER_SLOT))))
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def rows_between(rows: ImageRows, start: int, stop: int) -> ImageRows:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 EVAL_CHUNK = 4096   # rows standardised and evaluated at once, small enough to stay in cache: a
                     # pass over 1M x 512 took 0.3-0.5 s in chunks of 2,048-8,192, 1.5 s of 65,536
 MAX_BATCH = 4096
-ALL_THREADS_FROM_BATCH = MAX_BATCH
 
 
 def fit_heads(embeddings: np.ndarray, targets: np.ndarray, outputs: int, config: HeadConfig,
@@ -186,11 +185,11 @@ def train_heads(x: Standardised, targets: torch.Tensor, outputs: int, config: He
 @contextlib.contextmanager
 def torch_threads(batch_rows: int):
     """Small heads train faster on one thread: more threads only contend (10x slower measured
-    on 2 busy cores). Batches of ALL_THREADS_FROM_BATCH rows (from about 205,000 rows) keep
-    torch's threads: an epoch at 1M took 2.1 s on 2 threads against 3.9 s on one. The previous
-    setting is restored."""
+    on 2 busy cores). Batches of MAX_BATCH rows (from about 205,000 rows) keep torch's
+    threads: an epoch at 1M took 2.1 s on 2 threads against 3.9 s on one. The previous setting
+    is restored."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(previous if batch_rows >= ALL_THREADS_FROM_BATCH else 1)
+    torch.set_num_threads(previous if batch_rows >= MAX_BATCH else 1)
     try:
         yield
     finally:
