@@ -88,8 +88,14 @@ def test_large_folds_train_on_a_sample_that_keeps_every_class(monkeypatch):
     monkeypatch.setattr(probe, "MAX_TRAIN_ROWS", 40)
     vectors, labels = blobs(30, classes=4)
     labels[0] = 3                                       # class 0 keeps 29 members
-    result = cross_fit_probe(vectors, labels, 4, folds=3)
+    result = cross_fit_probe(vectors, labels, 4, folds=5)
     assert "random sample of 40 rows" in result.notes[-1]
+    # 2 folds already train on 60 candidates each, so 5 would add fits, not training rows
+    assert result.n_folds == 2 and set(result.folds) == {0, 1}
+    assert "folds reduced from 5 to 2" in result.notes[0]
+    assert probe.fewest_sampled_folds(60, 5)[0] == 3          # 3 folds train on 40 each
+    assert probe.fewest_sampled_folds(59, 5)[0] == 4          # 3 would train on 39.3
+    assert probe.fewest_sampled_folds(49, 5) == (5, [])     # 4 folds train on 36.75 < 40
     rows = probe.training_rows(np.arange(100), labels, np.random.default_rng(0))
     assert len(rows) == 40 and set(labels[rows]) == {0, 1, 2, 3}
     assert (result.pred_probs.argmax(1) == labels).mean() > 0.9
