@@ -83,23 +83,27 @@ def knn_label_issues(shares: np.ndarray, labels: np.ndarray, max_share: float) -
 
 def knn_details(shares: np.ndarray, labels: np.ndarray, indices: np.ndarray,
                 sample_ids: list[str], class_names: list[str]) -> list[dict]:
+    rows = np.arange(len(labels))
     majority = shares.argmax(axis=1)
-    return [_one_detail(row, int(labels[i]), int(majority[i]), indices[i], sample_ids, class_names)
-            for i, row in enumerate(shares)]
+    shown = indices[:, :MAX_NEIGHBORS_SHOWN].tolist()
+    return [_one_detail(class_names, given, best, given_share, best_share,
+                        [sample_ids[j] for j in neighbours])
+            for given, best, given_share, best_share, neighbours in zip(
+                labels.tolist(), majority.tolist(), shares[rows, labels].astype(float).tolist(),
+                shares[rows, majority].astype(float).tolist(), shown)]
 
 
-def _one_detail(row: np.ndarray, given: int, best: int, neighbors: np.ndarray,
-                sample_ids: list[str], class_names: list[str]) -> dict:
+def _one_detail(class_names: list[str], given: int, best: int, given_share: float,
+                best_share: float, neighbours: list[str]) -> dict:
     if best == given:
-        reason = (f"{row[given]:.0%} of its nearest neighbours (weighted) share its label "
+        reason = (f"{given_share:.0%} of its nearest neighbours (weighted) share its label "
                   f"'{class_names[given]}'")
     else:
-        reason = (f"given label '{class_names[given]}' but {row[best]:.0%} of its nearest "
-                  f"neighbours (weighted) are '{class_names[best]}' and {row[given]:.0%} "
+        reason = (f"given label '{class_names[given]}' but {best_share:.0%} of its nearest "
+                  f"neighbours (weighted) are '{class_names[best]}' and {given_share:.0%} "
                   f"'{class_names[given]}'")
     return {"reason": reason, "suggested_label": class_names[best],
-            "suggested_confidence": round(float(row[best]), 4),
-            "neighbors": [sample_ids[j] for j in neighbors[:MAX_NEIGHBORS_SHOWN]]}
+            "suggested_confidence": round(best_share, 4), "neighbors": neighbours}
 
 
 @register

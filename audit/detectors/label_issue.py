@@ -42,22 +42,29 @@ def top_classes(probs: np.ndarray, class_names: list[str], count: int = TOP_CLAS
 
 
 def label_details(labels: np.ndarray, pred_probs: np.ndarray, class_names: list[str]) -> list[dict]:
-    """Per-example details: the reason in words, the suggestion and the top classes."""
-    suggested = pred_probs.argmax(axis=1)
-    return [_one_detail(probs, int(given), int(best), class_names)
-            for probs, given, best in zip(pred_probs, labels, suggested)]
+    """Per-example details: the reason in words, the suggestion and the top classes (the
+    numbers taken from the arrays whole, then one dict per row)."""
+    rows = np.arange(len(labels))
+    best = pred_probs.argmax(axis=1)
+    best_prob = pred_probs[rows, best].astype(float)
+    top = np.argsort(-pred_probs, axis=1)[:, :TOP_CLASSES]
+    top_probs = np.take_along_axis(pred_probs, top, 1).astype(float)
+    return [_one_detail(class_names, given, suggested, confidence, given_prob,
+                        [[class_names[c], round(p, 4)] for c, p in zip(classes, probs)])
+            for given, suggested, confidence, given_prob, classes, probs in zip(
+                labels.tolist(), best.tolist(), best_prob.tolist(),
+                pred_probs[rows, labels].astype(float).tolist(), top.tolist(), top_probs.tolist())]
 
 
-def _one_detail(probs: np.ndarray, given: int, best: int, class_names: list[str]) -> dict:
-    best_prob, given_prob = float(probs[best]), float(probs[given])
+def _one_detail(class_names: list[str], given: int, best: int, best_prob: float,
+                given_prob: float, top: list) -> dict:
     if best == given:
         reason = f"the model agrees with the given label '{class_names[given]}' ({best_prob:.0%})"
     else:
         reason = (f"given label '{class_names[given]}' ({given_prob:.0%}) but the model puts "
                   f"{best_prob:.0%} on '{class_names[best]}'")
     return {"reason": reason, "suggested_label": class_names[best],
-            "suggested_confidence": round(best_prob, 4),
-            "top_classes": top_classes(probs, class_names)}
+            "suggested_confidence": round(best_prob, 4), "top_classes": top}
 
 
 @register

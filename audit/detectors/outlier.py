@@ -16,6 +16,8 @@ flagged twice as many examples as were planted on the demo (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -72,14 +74,16 @@ def outlier_issues(score: np.ndarray, threshold: float = 0.25) -> np.ndarray:
 
 
 def outlier_details(knn_score, class_score, indices, sample_ids, is_issue) -> list[dict]:
-    return [{"reason": _reason(k, c, issue), "knn": round(float(k), 4),
-             "class_gaussian": round(float(c), 4),
-             "neighbors": [sample_ids[j] for j in row[:MAX_NEIGHBORS_SHOWN]]}
-            for k, c, row, issue in zip(knn_score, class_score, indices, is_issue)]
+    return [{"reason": _reason(k, c, issue), "knn": round(k, 4), "class_gaussian": round(c, 4),
+             "neighbors": [sample_ids[j] for j in row]}
+            for k, c, row, issue in zip(np.asarray(knn_score, dtype=float).tolist(),
+                                        np.asarray(class_score, dtype=float).tolist(),
+                                        indices[:, :MAX_NEIGHBORS_SHOWN].tolist(),
+                                        np.asarray(is_issue, dtype=bool).tolist())]
 
 
 def _reason(knn: float, gauss: float, issue: bool) -> str:
-    far = max(-np.log(max(knn, 1e-300)), -np.log(max(gauss, 1e-300)))
+    far = -math.log(max(min(knn, gauss), 1e-300))
     verdict = "far from the rest of the data" if issue else "within the data"
     return f"{verdict}: its distance to its neighbours / classes is {far:.1f}x the typical one"
 

@@ -28,8 +28,6 @@ The run's summary records the estimate, its interval and the weights.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pandas as pd
 
@@ -94,22 +92,27 @@ def aligned(frame: pd.DataFrame, sample_ids: list[str]) -> pd.DataFrame:
 
 
 def suggestion(details: list[dict | None]) -> tuple[str | None, float | None]:
-    """The most proposed label among the detectors' details, and its mean confidence."""
-    proposals = [(d["suggested_label"], d.get("suggested_confidence"))
-                 for d in details if d and d.get("suggested_label") is not None]
-    if not proposals:
+    """The most proposed label among the detectors' details (the first proposed among ties),
+    and its mean confidence."""
+    votes: dict[str, list] = {}
+    for detail in details:
+        if detail and detail.get("suggested_label") is not None:
+            votes.setdefault(detail["suggested_label"], []).append(
+                detail.get("suggested_confidence"))
+    if not votes:
         return None, None
-    label = Counter(name for name, _ in proposals).most_common(1)[0][0]
-    confidences = [c for name, c in proposals if name == label and c is not None]
-    return label, (round(float(np.mean(confidences)), 4) if confidences else None)
+    label = max(votes, key=lambda name: len(votes[name]))
+    confidences = [c for c in votes[label] if c is not None]
+    return label, (round(sum(confidences) / len(confidences), 4) if confidences else None)
 
 
 def overall_details(frames: dict[str, pd.DataFrame], score: np.ndarray,
                     flagged_by: np.ndarray, given: list[str]) -> list[dict]:
     names = list(frames)
-    columns = [frames[name]["details"].tolist() for name in names]
-    return [_one_detail(names, [col[i] for col in columns], score[i], flagged_by[i], given[i])
-            for i in range(len(score))]
+    per_sample = zip(*(frames[name]["details"].tolist() for name in names))
+    return [_one_detail(names, details, row_score, flags, row_given)
+            for details, row_score, flags, row_given in zip(
+                per_sample, np.asarray(score, dtype=float).tolist(), flagged_by.tolist(), given)]
 
 
 def _one_detail(names, details, score, flagged, given) -> dict:

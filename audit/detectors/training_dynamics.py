@@ -94,10 +94,12 @@ def dynamics_scores(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dynamics_details(dynamics: Dynamics, is_issue: np.ndarray) -> list[dict]:
-    threshold = dynamics.aum_threshold
-    return [{"reason": _reason(aum, err, threshold, issue), "aum": round(float(aum), 4),
-             "el2n": round(float(err), 4), "aum_threshold": round(threshold, 4)}
-            for aum, err, issue in zip(dynamics.aum, dynamics.el2n, is_issue)]
+    threshold = float(dynamics.aum_threshold)
+    return [{"reason": _reason(aum, err, threshold, issue), "aum": round(aum, 4),
+             "el2n": round(err, 4), "aum_threshold": round(threshold, 4)}
+            for aum, err, issue in zip(np.asarray(dynamics.aum, dtype=float).tolist(),
+                                       np.asarray(dynamics.el2n, dtype=float).tolist(),
+                                       np.asarray(is_issue, dtype=bool).tolist())]
 
 
 def _reason(aum: float, err: float, threshold: float, issue: bool) -> str:
