@@ -4,7 +4,9 @@ Each of the k neighbours votes for its own label with weight ``exp(-d / t)`` (``
 distance, ``t`` the median neighbour distance of the dataset, so the weighting does not depend
 on the embedder's scale). ``shares`` are each class's part of the votes; the suggestion is the
 neighbours' weighted majority. An example is an issue when its given label gets less than
-``max_share`` of the votes and the majority is another class.
+``max_share`` of the votes and the majority is another class. A sample a reviewer removed
+(``inputs.trainable`` False) does not vote: its label is the one the reviewer rejected. An
+example whose neighbours were all removed has no votes: it is not flagged and suggests nothing.
 
 The score is continuous, so that ranking never falls back to row order: the votes for the
 given label are blended with a prior belief worth ``prior_weight`` votes,
@@ -27,22 +29,33 @@ MAX_NEIGHBORS_SHOWN = 5
 
 
 def neighbor_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
-                   n_classes: int) -> np.ndarray:
-    """(n, n_classes) distance-weighted votes ``exp(-d / t)`` of each example's neighbours."""
+                   n_classes: int, voters: np.ndarray | None = None) -> np.ndarray:
+    """(n, n_classes) distance-weighted votes ``exp(-d / t)`` of each example's neighbours
+    (only those where ``voters`` is True, when given)."""
     distances = distances.astype(np.float64)
-    return _vote_matrix(labels, indices, np.exp(-distances / _scale(distances)), n_classes)
+    weights = np.exp(-distances / _scale(distances))
+    return _vote_matrix(labels, indices, _only_voters(weights, indices, voters), n_classes)
 
 
 def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
-                          n_classes: int) -> np.ndarray:
-    """(n, n_classes) distance-weighted share of each class among each example's neighbours.
+                          n_classes: int, voters: np.ndarray | None = None) -> np.ndarray:
+    """(n, n_classes) distance-weighted share of each class among each example's voting
+    neighbours; a row with no voting neighbour is all zeros.
 
-    Shares are ratios, so each row is shifted by its nearest distance first: the nearest
+    Shares are ratios, so each row is shifted by its nearest voter's distance first: that
     weight is 1 and nothing underflows when most distances are 0."""
     distances = distances.astype(np.float64)
-    weights = np.exp(-(distances - distances[:, :1]) / _scale(distances))
+    voting = np.ones(indices.shape, dtype=bool) if voters is None else voters[indices]
+    nearest = np.where(voting, distances, np.inf).min(axis=1, keepdims=True)
+    shift = np.where(np.isfinite(nearest), nearest, 0.0)
+    weights = np.where(voting, np.exp(-(distances - shift) / _scale(distances)), 0.0)
     votes = _vote_matrix(labels, indices, weights, n_classes)
-    return votes / votes.sum(axis=1, keepdims=True)
+    total = votes.sum(axis=1, keepdims=True)
+    return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+
+
+def _only_voters(weights: np.ndarray, indices: np.ndarray, voters: np.ndarray | None) -> np.ndarray:
+    return weights if voters is None else np.where(voters[indices], weights, 0.0)
 
 
 def _scale(distances: np.ndarray) -> float:
@@ -77,8 +90,11 @@ def given_label_share(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def knn_label_issues(shares: np.ndarray, labels: np.ndarray, max_share: float) -> np.ndarray:
-    """Issues: the given label gets less than ``max_share`` and another class leads."""
-    return (given_label_share(shares, labels) < max_share) & (shares.argmax(axis=1) != labels)
+    """Issues: the given label gets less than ``max_share`` and another class leads (never a
+    row without votes)."""
+    voted = shares.sum(axis=1) > 0
+    outvoted = (given_label_share(shares, labels) < max_share) & (shares.argmax(axis=1) != labels)
+    return voted & outvoted
 
 
 def knn_details(shares: np.ndarray, labels: np.ndarray, indices: np.ndarray,
@@ -95,6 +111,9 @@ def knn_details(shares: np.ndarray, labels: np.ndarray, indices: np.ndarray,
 
 def _one_detail(class_names: list[str], given: int, best: int, given_share: float,
                 best_share: float, neighbours: list[str]) -> dict:
+    if best_share == 0.0:
+        return {"reason": "every one of its nearest neighbours was removed by a reviewer, so "
+                          "none votes on its label", "neighbors": neighbours}
     if best == given:
         reason = (f"{given_share:.0%} of its nearest neighbours (weighted) share its label "
                   f"'{class_names[given]}'")
@@ -118,11 +137,12 @@ class KnnLabel(Detector):
                    "embedding space mostly carry another label.")
 
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
-        knn, labels = inputs.knn, inputs.labels
-        shares = neighbor_label_shares(labels, knn.indices, knn.distances, len(inputs.class_names))
+        knn, labels, voters = inputs.knn, inputs.labels, inputs.trainable
+        classes = len(inputs.class_names)
+        shares = neighbor_label_shares(labels, knn.indices, knn.distances, classes, voters)
         is_issue = knn_label_issues(shares, labels, params["max_share"])
         details = knn_details(shares, labels, knn.indices, inputs.sample_ids, inputs.class_names)
-        votes = neighbor_votes(labels, knn.indices, knn.distances, len(inputs.class_names))
+        votes = neighbor_votes(labels, knn.indices, knn.distances, classes, voters)
         prior = prior_belief(labels, len(inputs.class_names), inputs.pred_probs)
         score = smoothed_belief(votes, labels, prior, params["prior_weight"])
         progress(1.0, f"{int(is_issue.sum())} neighbour label disagreements")

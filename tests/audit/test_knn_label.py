@@ -47,3 +47,24 @@ def test_scores_never_tie_when_every_neighbour_disagrees():
     first_three = frame["score"].to_numpy()[:3]
     assert len(set(np.round(first_three, 9))) == 3
     assert first_three[0] < first_three[1] < first_three[2]   # nearer disagreement, then prior
+
+
+def test_samples_a_reviewer_removed_do_not_vote():
+    """Sample 0 (class 0) has two neighbours of class 1 that a reviewer removed and one kept
+    neighbour of its own class: only the kept one votes. Sample 3's neighbours were all removed:
+    no votes, so it is neither flagged nor given a suggestion."""
+    labels = np.array([0, 1, 1, 1, 0, 0])
+    indices = np.array([[1, 2, 4], [2, 0, 3], [1, 0, 3], [1, 2, 1], [0, 5, 1], [4, 0, 2]])
+    distances = np.array([[0.1, 0.1, 0.4]] * 6)
+    kept = np.array([True, False, False, True, True, True])
+    blind = neighbor_label_shares(labels, indices, distances, 2)
+    assert knn_label_issues(blind, labels, 0.2)[0]          # the removed labels outvote it
+    shares = neighbor_label_shares(labels, indices, distances, 2, voters=kept)
+    assert shares[0].tolist() == [1.0, 0.0] and shares[3].tolist() == [0.0, 0.0]
+    assert not knn_label_issues(shares, labels, 0.2)[[0, 3]].any()
+    inputs = make_inputs(labels, knn=KnnGraph(indices, distances), trainable=kept)
+    frame = REGISTRY["knn_label"]().run(inputs, {}, quiet)
+    assert not frame["is_issue"].iloc[[0, 3]].any()
+    assert "suggested_label" not in frame["details"].iloc[3]
+    assert "removed by a reviewer" in frame["details"].iloc[3]["reason"]
+    assert frame["details"].iloc[0]["suggested_label"] == "class0"
