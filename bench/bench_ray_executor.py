@@ -56,8 +56,8 @@ from bench.figures import save_figures
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
 DETECTORS = ["outlier", "image_quality", "near_duplicate", "training_dynamics"]
-TASKS = ("embed_shard", "fold_probabilities", "search_cells", "measure_batch", "signature_batch",
-         "train_head_group")
+TASKS = ("embed_shard", "fold_probabilities", "assign_cells", "search_cells", "measure_batch",
+         "signature_batch", "train_head_group")
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
 DEFAULT_LOADER_WORKERS = 2  # the loader_workers setting's default
 VECTOR_TOLERANCE = 1e-5      # imagenet vectors: float rounding may differ between processes
