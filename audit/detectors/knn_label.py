@@ -33,8 +33,8 @@ def neighbor_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarra
     """(n, n_classes) distance-weighted votes ``exp(-d / t)`` of each example's neighbours
     (only those where ``voters`` is True, when given)."""
     distances = distances.astype(np.float64)
-    weights = np.exp(-distances / _scale(distances))
-    return _vote_matrix(labels, indices, _only_voters(weights, indices, voters), n_classes)
+    weights = np.where(_voting(indices, voters), np.exp(-distances / _scale(distances)), 0.0)
+    return _vote_matrix(labels, indices, weights, n_classes)
 
 
 def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
@@ -45,7 +45,7 @@ def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np
     Shares are ratios, so each row is shifted by its nearest voter's distance first: that
     weight is 1 and nothing underflows when most distances are 0."""
     distances = distances.astype(np.float64)
-    voting = np.ones(indices.shape, dtype=bool) if voters is None else voters[indices]
+    voting = _voting(indices, voters)
     nearest = np.where(voting, distances, np.inf).min(axis=1, keepdims=True)
     shift = np.where(np.isfinite(nearest), nearest, 0.0)
     weights = np.where(voting, np.exp(-(distances - shift) / _scale(distances)), 0.0)
@@ -54,8 +54,9 @@ def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np
     return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
 
 
-def _only_voters(weights: np.ndarray, indices: np.ndarray, voters: np.ndarray | None) -> np.ndarray:
-    return weights if voters is None else np.where(voters[indices], weights, 0.0)
+def _voting(indices: np.ndarray, voters: np.ndarray | None) -> np.ndarray:
+    """Which neighbour of each row votes: all, or those where ``voters`` is True."""
+    return np.ones(indices.shape, dtype=bool) if voters is None else voters[indices]
 
 
 def _scale(distances: np.ndarray) -> float:

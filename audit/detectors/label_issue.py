@@ -37,8 +37,16 @@ def confident_learning_issues(labels: np.ndarray, pred_probs: np.ndarray,
 
 def top_classes(probs: np.ndarray, class_names: list[str], count: int = TOP_CLASSES) -> list:
     """The ``count`` most probable classes of one row as ``[[name, prob], ...]``."""
-    order = np.argsort(-probs)[:count]
-    return [[class_names[c], round(float(probs[c]), 4)] for c in order]
+    return top_classes_of_rows(probs[None, :], class_names, count)[0]
+
+
+def top_classes_of_rows(pred_probs: np.ndarray, class_names: list[str],
+                        count: int = TOP_CLASSES) -> list[list]:
+    """``top_classes`` of every row, the numbers taken from the arrays whole."""
+    top = np.argsort(-pred_probs, axis=1)[:, :count]
+    probs = np.take_along_axis(pred_probs, top, 1).astype(float)
+    return [[[class_names[c], round(p, 4)] for c, p in zip(classes, row)]
+            for classes, row in zip(top.tolist(), probs.tolist())]
 
 
 def label_details(labels: np.ndarray, pred_probs: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -46,14 +54,11 @@ def label_details(labels: np.ndarray, pred_probs: np.ndarray, class_names: list[
     numbers taken from the arrays whole, then one dict per row)."""
     rows = np.arange(len(labels))
     best = pred_probs.argmax(axis=1)
-    best_prob = pred_probs[rows, best].astype(float)
-    top = np.argsort(-pred_probs, axis=1)[:, :TOP_CLASSES]
-    top_probs = np.take_along_axis(pred_probs, top, 1).astype(float)
-    return [_one_detail(class_names, given, suggested, confidence, given_prob,
-                        [[class_names[c], round(p, 4)] for c, p in zip(classes, probs)])
-            for given, suggested, confidence, given_prob, classes, probs in zip(
-                labels.tolist(), best.tolist(), best_prob.tolist(),
-                pred_probs[rows, labels].astype(float).tolist(), top.tolist(), top_probs.tolist())]
+    return [_one_detail(class_names, given, suggested, confidence, given_prob, top)
+            for given, suggested, confidence, given_prob, top in zip(
+                labels.tolist(), best.tolist(), pred_probs[rows, best].astype(float).tolist(),
+                pred_probs[rows, labels].astype(float).tolist(),
+                top_classes_of_rows(pred_probs, class_names))]
 
 
 def _one_detail(class_names: list[str], given: int, best: int, best_prob: float,
