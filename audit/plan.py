@@ -34,7 +34,7 @@ from audit.config import AuditConfig, registry
 from audit.corrections import Corrections, reviewed_corrections
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.executors import LocalExecutor, executor_for
-from audit.processes import peak_rss_mb
+from audit.processes import cyclic_gc_paused, peak_rss_mb
 from audit.sample_table import SampleTable
 from audit.settings import Settings
 from audit.store import Store
@@ -409,7 +409,7 @@ class AuditRun:
         self.check_cancel()
         for position, name in enumerate(order):
             self.report("detectors", position / len(order), f"running {name}")
-            with self.stage(f"detector:{name}"):
+            with self.stage(f"detector:{name}"), cyclic_gc_paused():
                 progress = self.detector_progress(name, position, len(order))
                 frame = self.run_one(name, inputs, progress)
                 if frame is not None:
@@ -535,7 +535,8 @@ def detector_order(names: list[str]) -> list[str]:
 
 def check_result(name: str, frame: pd.DataFrame, inputs) -> None:
     """A detector's rows must be one per sample, scores in [0, 1], in the inputs' order."""
-    if list(frame["sample_id"]) != inputs.sample_ids:
+    if len(frame) != inputs.n or not (frame["sample_id"].to_numpy(dtype=object)
+                                      == np.asarray(inputs.sample_ids, dtype=object)).all():
         raise ValueError(f"{name} returned rows that are not one per sample in input order")
     scores = frame["score"].to_numpy(dtype=np.float64)
     if not np.all((scores >= 0) & (scores <= 1)):

@@ -69,6 +69,26 @@ class KnnGraph:
     exact: bool = True
 
 
+# How many of a sample's nearest neighbours its details name.
+NEIGHBOURS_SHOWN = 5
+
+
+def nearest_ids(indices: np.ndarray, sample_ids: list[str],
+                count: int = NEIGHBOURS_SHOWN) -> list[list[str]]:
+    """The ids of each row's first ``count`` neighbours (``KnnGraph.indices``), one list per
+    row, looked up for all rows at once."""
+    return np.asarray(sample_ids, dtype=object)[indices[:, :count]].tolist()
+
+
+def rounded(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """``round(value, digits)`` of every value, as float64, without a Python call per value:
+    the same numbers as Python's ``round`` for float32 inputs (their product with 10**digits
+    is exact); for float64 inputs a value within a rounding error of a tie may round the
+    other way."""
+    scale = 10.0 ** digits
+    return np.rint(np.asarray(values, dtype=np.float64) * scale) / scale
+
+
 @dataclasses.dataclass
 class DetectorInputs:
     """Everything a detector may read, aligned row by row (usable samples, source order)."""

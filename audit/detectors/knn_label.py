@@ -23,9 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
-
-MAX_NEIGHBORS_SHOWN = 5
+from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_ids, register,
+                                  result_frame)
 
 
 def neighbor_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
@@ -102,12 +101,10 @@ def knn_details(shares: np.ndarray, labels: np.ndarray, indices: np.ndarray,
                 sample_ids: list[str], class_names: list[str]) -> list[dict]:
     rows = np.arange(len(labels))
     majority = shares.argmax(axis=1)
-    shown = indices[:, :MAX_NEIGHBORS_SHOWN].tolist()
-    return [_one_detail(class_names, given, best, given_share, best_share,
-                        [sample_ids[j] for j in neighbours])
+    return [_one_detail(class_names, given, best, given_share, best_share, neighbours)
             for given, best, given_share, best_share, neighbours in zip(
                 labels.tolist(), majority.tolist(), shares[rows, labels].astype(float).tolist(),
-                shares[rows, majority].astype(float).tolist(), shown)]
+                shares[rows, majority].astype(float).tolist(), nearest_ids(indices, sample_ids))]
 
 
 def _one_detail(class_names: list[str], given: int, best: int, given_share: float,

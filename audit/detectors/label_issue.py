@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
+from audit.detectors.base import (Detector, DetectorInputs, Progress, register, result_frame,
+                                  rounded)
 
 TOP_CLASSES = 3
 
@@ -42,11 +43,13 @@ def top_classes(probs: np.ndarray, class_names: list[str], count: int = TOP_CLAS
 
 def top_classes_of_rows(pred_probs: np.ndarray, class_names: list[str],
                         count: int = TOP_CLASSES) -> list[list]:
-    """``top_classes`` of every row, the numbers taken from the arrays whole."""
+    """``top_classes`` of every row, names and rounded probabilities taken from the arrays
+    whole, then paired per row."""
     top = np.argsort(-pred_probs, axis=1)[:, :count]
-    probs = np.take_along_axis(pred_probs, top, 1).astype(float)
-    return [[[class_names[c], round(p, 4)] for c, p in zip(classes, row)]
-            for classes, row in zip(top.tolist(), probs.tolist())]
+    names = np.asarray(class_names, dtype=object)[top].tolist()
+    probs = rounded(np.take_along_axis(pred_probs, top, 1)).tolist()
+    return [[[name, p] for name, p in zip(row_names, row_probs)]
+            for row_names, row_probs in zip(names, probs)]
 
 
 def label_details(labels: np.ndarray, pred_probs: np.ndarray, class_names: list[str]) -> list[dict]:

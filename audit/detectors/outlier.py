@@ -21,9 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
-
-MAX_NEIGHBORS_SHOWN = 5
+from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_ids, register,
+                                  result_frame, rounded)
 
 
 def distance_to_score(distance: np.ndarray) -> np.ndarray:
@@ -74,12 +73,13 @@ def outlier_issues(score: np.ndarray, threshold: float = 0.25) -> np.ndarray:
 
 
 def outlier_details(knn_score, class_score, indices, sample_ids, is_issue) -> list[dict]:
-    return [{"reason": _reason(k, c, issue), "knn": round(k, 4), "class_gaussian": round(c, 4),
-             "neighbors": [sample_ids[j] for j in row]}
-            for k, c, row, issue in zip(np.asarray(knn_score, dtype=float).tolist(),
-                                        np.asarray(class_score, dtype=float).tolist(),
-                                        indices[:, :MAX_NEIGHBORS_SHOWN].tolist(),
-                                        np.asarray(is_issue, dtype=bool).tolist())]
+    return [{"reason": _reason(k, c, issue), "knn": k_shown, "class_gaussian": c_shown,
+             "neighbors": neighbours}
+            for k, c, k_shown, c_shown, neighbours, issue in zip(
+                np.asarray(knn_score, dtype=float).tolist(),
+                np.asarray(class_score, dtype=float).tolist(), rounded(knn_score).tolist(),
+                rounded(class_score).tolist(), nearest_ids(indices, sample_ids),
+                np.asarray(is_issue, dtype=bool).tolist())]
 
 
 def _reason(knn: float, gauss: float, issue: bool) -> str:

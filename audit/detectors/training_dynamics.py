@@ -26,7 +26,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
+from audit.detectors.base import (Detector, DetectorInputs, Progress, register, result_frame,
+                                  rounded)
 from audit.errors import ConfigError
 
 MIN_RUNS = 2        # threshold samples take turns, so every example is scored in some run
@@ -95,11 +96,13 @@ def dynamics_scores(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:
 
 def dynamics_details(dynamics: Dynamics, is_issue: np.ndarray) -> list[dict]:
     threshold = float(dynamics.aum_threshold)
-    return [{"reason": _reason(aum, err, threshold, issue), "aum": round(aum, 4),
-             "el2n": round(err, 4), "aum_threshold": round(threshold, 4)}
-            for aum, err, issue in zip(np.asarray(dynamics.aum, dtype=float).tolist(),
-                                       np.asarray(dynamics.el2n, dtype=float).tolist(),
-                                       np.asarray(is_issue, dtype=bool).tolist())]
+    threshold_shown = round(threshold, 4)
+    return [{"reason": _reason(aum, err, threshold, issue), "aum": aum_shown,
+             "el2n": err_shown, "aum_threshold": threshold_shown}
+            for aum, err, aum_shown, err_shown, issue in zip(
+                np.asarray(dynamics.aum, dtype=float).tolist(),
+                np.asarray(dynamics.el2n, dtype=float).tolist(), rounded(dynamics.aum).tolist(),
+                rounded(dynamics.el2n).tolist(), np.asarray(is_issue, dtype=bool).tolist())]
 
 
 def _reason(aum: float, err: float, threshold: float, issue: bool) -> str:

@@ -5,7 +5,7 @@ import pandas as pd
 
 from audit.detectors import REGISTRY
 from audit.detectors.overall import (estimated_error_count, lowest, mixture_weights,
-                                     suggestion)
+                                     suggestions)
 from audit.plan import with_details_cut
 from tests.audit.detector_inputs import blobs, flip, make_inputs, quiet
 
@@ -87,10 +87,19 @@ def test_overall_reads_only_the_details_it_names_and_scores_the_same_on_them():
 
 
 def test_suggestion_is_the_most_proposed_label():
-    details = [{"suggested_label": "dog", "suggested_confidence": 0.6},
-               {"suggested_label": "cat", "suggested_confidence": 0.9},
-               {"suggested_label": "dog", "suggested_confidence": 0.8}, None]
-    assert suggestion(details) == ("dog", 0.7)
+    """Per sample (a column of each detector's details): the most proposed label, the first
+    proposed among ties, with the mean confidence of the detectors proposing it."""
+    by_detector = [
+        [{"suggested_label": "dog", "suggested_confidence": 0.6}, None,
+         {"suggested_label": "cat", "suggested_confidence": 0.2}, None],
+        [{"suggested_label": "cat", "suggested_confidence": 0.9}, None,
+         {"suggested_label": "dog", "suggested_confidence": 0.4}, {"reason": "agrees"}],
+        [{"suggested_label": "dog", "suggested_confidence": 0.8}, {"suggested_label": "cow"},
+         None, None],
+    ]
+    labels, confidences = suggestions(by_detector)
+    assert labels == ["dog", "cow", "cat", None]
+    assert confidences == [0.7, None, 0.2, None]
 
 
 def test_manual_weights_and_threshold_align_by_sample_id():

@@ -15,11 +15,12 @@ from audit.embedders import auto_choice
 from audit.detectors.base import REGISTRY, Detector, result_frame
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.config import AuditConfig
-from audit.plan import detector_order, run_audit
+from audit.plan import check_result, detector_order, run_audit
 from audit.store import runs
 from audit.store.explore import ensure_explore_index, explore_page, opening_filters
 from audit.supplied import load_embeddings, load_pred_probs
 from audit.thumbnails import GRID_SIZE, thumbnail_path
+from tests.audit.detector_inputs import make_inputs
 from tests.audit.manifests import write_manifest
 
 RED, BLUE = (200, 40, 30), (30, 60, 210)
@@ -275,7 +276,7 @@ def test_supplied_embeddings_are_checked(tmp_path):
     np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]]))
     np.save(tmp_path / "zero.npy", np.array([[1.0, 0.0], [0.0, 0.0]]))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(InputError, match="inf.npy: embeddings has NaN or infinite"):
+    with pytest.raises(InputError, match="inf.npy: embeddings row 0 has a NaN or infinite value"):
         load_embeddings(tmp_path / "inf.npy", 2)
     with pytest.raises(InputError, match="row 1 is all zeros"):
         load_embeddings(tmp_path / "zero.npy", 2)
@@ -341,3 +342,14 @@ def test_demo_end_to_end_with_every_registered_detector(store, settings, tmp_pat
     low, high = estimate["interval_90"]
     assert low <= estimate["estimated_label_errors"] <= high == max(low, high)
 
+
+
+def test_a_result_out_of_row_order_or_short_is_refused():
+    """A detector's rows must be the inputs' samples in their order: reversed, one short or
+    one id changed is an error naming the detector; the same rows in order pass."""
+    inputs = make_inputs(np.array([0, 1, 0, 1]))
+    good = result_frame(inputs, np.full(4, 0.5), np.zeros(4, dtype=bool))
+    check_result("fine", good, inputs)
+    for bad in (good.iloc[::-1], good.iloc[:3], good.assign(sample_id=["s000", "s001", "s002", "x"])):
+        with pytest.raises(ValueError, match="disordered returned rows that are not one per sample"):
+            check_result("disordered", bad, inputs)
