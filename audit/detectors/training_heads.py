@@ -8,9 +8,8 @@ imports it only when it scores.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -20,18 +19,20 @@ from audit.detectors.base import Progress
 if TYPE_CHECKING:
     from audit.detectors.training_dynamics import HeadConfig
 
-EVAL_CHUNK = 4096   # rows standardised and evaluated at once, small enough to stay in cache: a
-                    # pass over 1M x 512 took 0.3-0.5 s in chunks of 2,048-8,192, 1.5 s of 65,536
+EVAL_CHUNK = 4096   # rows evaluated at once, small enough to stay in cache: a pass over
+                    # 1M x 512 took 0.3-0.5 s in chunks of 2,048-8,192, 1.5 s of 65,536
 MAX_BATCH = 4096
+STANDARDISE_ROWS = 65_536
 
 
 def fit_heads(embeddings: np.ndarray, targets: np.ndarray, outputs: int, config: HeadConfig,
               seeds: list[int], progress: Progress | None = None,
               trained: np.ndarray | None = None, executor=None) -> tuple[np.ndarray, np.ndarray]:
     """Train one head per seed (targets: (n, heads)) on the standardised embeddings of the rows
-    ``trained`` (default: all); return AUM and early EL2N of every row, each (n, heads). Rows
-    are standardised batch by batch, so no standardised copy of the embeddings is made (2 GB
-    at 1M x 512).
+    ``trained`` (default: all); return AUM and early EL2N of every row, each (n, heads). The
+    standardisation is folded into the heads' first layer (``StackedHeads``), so no
+    standardised copy of the embeddings is made (2 GB at 1M x 512) and no batch is
+    standardised.
 
     In this process (``executor`` None or local) every head trains in one stacked model. An
     executor with several slots (Ray) gets the seeds cut into groups, one ``train_head_group``
@@ -60,11 +61,12 @@ def train_head_group(columns: np.ndarray, *, features: np.ndarray, mean: np.ndar
     rows = len(features) if trained is None else len(trained)
     with warnings.catch_warnings():   # Ray shares the arrays read-only; they are only read
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        x = Standardised(torch.from_numpy(features), torch.from_numpy(mean),
-                         torch.from_numpy(scale))
+        x = torch.from_numpy(features)
         trained_rows = None if trained is None else torch.from_numpy(trained)
+    standardisation = (torch.from_numpy(mean), torch.from_numpy(scale))
     with torch_threads(batch_size(rows, config.steps_per_epoch)):
-        return train_heads(x, torch.from_numpy(np.ascontiguousarray(targets[:, columns])),
+        return train_heads(x, standardisation,
+                           torch.from_numpy(np.ascontiguousarray(targets[:, columns])),
                            outputs, config, [seeds[c] for c in columns], progress,
                            trained_rows, order_seed=seeds[0])
 
@@ -91,15 +93,24 @@ def _head(dim: int, outputs: int, hidden: int) -> torch.nn.Module:
 
 
 class StackedHeads(torch.nn.Module):
-    """One head per seed, evaluated together: (batch, dim) -> (batch, heads, outputs).
+    """One head per seed, evaluated together on standardised rows: (batch, dim) raw rows ->
+    (batch, heads, outputs).
 
     Each head starts as ``_head`` would with its own seed. The loss is the sum of the heads'
     own mean losses and Adam (with its weight decay) acts elementwise, so every head trains
     exactly as it would alone on the same batches; one batched product replaces ``heads``
-    separate trainings (3x faster at 100k examples)."""
+    separate trainings (3x faster at 100k examples).
 
-    def __init__(self, dim: int, outputs: int, hidden: int, seeds: list[int]):
+    The rows' standardisation ``(x - mean) / scale`` is folded into the first layer, which
+    computes ``x @ (W / scale).T + (b - (W / scale) @ mean)``: the same function of the same
+    parameters, as one product of the raw rows with all heads' weights (an epoch at 1M:
+    2.4 s -> 1.3 s, against standardising each batch and an einsum)."""
+
+    def __init__(self, dim: int, outputs: int, hidden: int, seeds: list[int],
+                 mean: torch.Tensor, scale: torch.Tensor):
         super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
         layers = [[m for m in _seeded_head(dim, outputs, hidden, s).modules()
                    if isinstance(m, torch.nn.Linear)] for s in seeds]
         self.weights = torch.nn.ParameterList(
@@ -110,7 +121,10 @@ class StackedHeads(torch.nn.Module):
             for i in range(len(layers[0])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.einsum("bd,rod->bro", x, self.weights[0]) + self.biases[0]
+        heads, width, dim = self.weights[0].shape
+        first = (self.weights[0] / self.scale).reshape(heads * width, dim)
+        out = torch.nn.functional.linear(x, first, self.biases[0].reshape(-1) - first @ self.mean)
+        out = out.view(len(x), heads, width)
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
             out = torch.einsum("brh,roh->bro", torch.relu(out), weight) + bias
         return out
@@ -122,10 +136,9 @@ def _seeded_head(dim: int, outputs: int, hidden: int, seed: int) -> torch.nn.Mod
         return _head(dim, outputs, hidden)
 
 
-def _all_logits(model: torch.nn.Module, x: Standardised) -> torch.Tensor:
+def _all_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([model(x.rows(slice(i, i + EVAL_CHUNK)))
-                          for i in range(0, len(x), EVAL_CHUNK)])
+        return torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
 
 
 def batch_size(n: int, steps_per_epoch: int) -> int:
@@ -133,24 +146,29 @@ def batch_size(n: int, steps_per_epoch: int) -> int:
 
 
 def heads_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum over heads of each head's mean cross-entropy; logits (b, heads, c), targets (b, heads)."""
-    per_example = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    return per_example.view(targets.shape).mean(dim=0).sum()
+    """Sum over heads of each head's mean cross-entropy; logits (b, heads, c), targets (b, heads).
+    The log-softmax is taken by ``logsumexp``: forward and backward 1.9x faster than
+    ``cross_entropy`` on these small shapes (0.62 against 1.18 ms for 4,096 x 3 x 11)."""
+    log_probs = logits - torch.logsumexp(logits, dim=2, keepdim=True)
+    return -log_probs.gather(2, targets[:, :, None]).mean(dim=0).sum()
 
 
-def _train_epoch(model, optimizer, x: Standardised, targets: torch.Tensor,
-                 trained: torch.Tensor | None, batch_size: int, generator) -> None:
-    """One pass over the rows ``trained`` (default: all) in a random order."""
+def _train_epoch(model, optimizer, x: torch.Tensor, targets: torch.Tensor,
+                 trained: torch.Tensor | None, batch_size: int, generator,
+                 seen: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
+    """One pass over the rows ``trained`` (default: all) in a random order; ``seen(rows,
+    logits)`` gets each batch's logits from the forward pass that trains on it."""
     count = len(x) if trained is None else len(trained)
     order = torch.randperm(count, generator=generator)
     for start in range(0, count, batch_size):
         batch = order[start:start + batch_size]
         rows = batch if trained is None else trained[batch]
-        loss = heads_loss(model(x.rows(rows)), targets[rows])
+        logits = model(x[rows])
+        loss = heads_loss(logits, targets[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        seen(rows, logits.detach())
 
 
 def _per_head(measure, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -158,28 +176,44 @@ def _per_head(measure, logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return flat.view(targets.shape)
 
 
-def train_heads(x: Standardised, targets: torch.Tensor, outputs: int, config: HeadConfig,
-                seeds: list[int], progress: Progress | None = None,
-                trained: torch.Tensor | None = None,
+def train_heads(x: torch.Tensor, standardisation: tuple[torch.Tensor, torch.Tensor],
+                targets: torch.Tensor, outputs: int, config: HeadConfig, seeds: list[int],
+                progress: Progress | None = None, trained: torch.Tensor | None = None,
                 order_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train one head per seed (targets: (n, heads)) on the rows ``trained`` (default: all),
-    batches in the order drawn from ``order_seed`` (default: the first seed); return AUM and
-    early EL2N of every row, (n, heads)."""
-    model = StackedHeads(x.raw.shape[1], outputs, config.hidden, seeds)
+    """Train one head per seed (targets: (n, heads)) on the rows ``trained`` (default: all) of
+    ``x`` standardised by ``standardisation`` (mean, scale), batches in the order drawn from
+    ``order_seed`` (default: the first seed); return AUM and early EL2N of every row,
+    (n, heads).
+
+    As in the AUM paper's own code, a trained row's margin in an epoch (and its EL2N in the
+    early epoch) is read from the logits of the forward pass that trains on it, so an epoch
+    costs no second pass over the data (at 1M rows, 0.5 s of an epoch's 1.8 s). Rows never
+    trained on (removed by a reviewer) are measured after each epoch."""
+    model = StackedHeads(x.shape[1], outputs, config.hidden, seeds, *standardisation)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seeds[0] if order_seed is None else order_seed)
     margin_sum, early = torch.zeros(targets.shape), torch.zeros(targets.shape)
     size = batch_size(len(x) if trained is None else len(trained), config.steps_per_epoch)
+    untrained = None if trained is None else _rows_not_in(trained, len(x))
     for epoch in range(1, config.epochs + 1):
-        _train_epoch(model, optimizer, x, targets, trained, size, generator)
-        logits = _all_logits(model, x)
-        margin_sum += _per_head(margins, logits, targets)
-        if epoch == config.early_epoch:
-            early = _per_head(el2n, logits, targets)
+        def seen(rows: torch.Tensor, logits: torch.Tensor, early_epoch=epoch == config.early_epoch):
+            margin_sum.index_add_(0, rows, _per_head(margins, logits, targets[rows]))
+            if early_epoch:
+                early[rows] = _per_head(el2n, logits, targets[rows])
+
+        _train_epoch(model, optimizer, x, targets, trained, size, generator, seen)
+        if untrained is not None and len(untrained):
+            seen(untrained, _all_logits(model, x[untrained]))
         if progress:
             progress(epoch / config.epochs, f"epoch {epoch} of {config.epochs}")
     return (margin_sum / config.epochs).numpy(), early.numpy()
+
+
+def _rows_not_in(rows: torch.Tensor, count: int) -> torch.Tensor:
+    keep = torch.ones(count, dtype=torch.bool)
+    keep[rows] = False
+    return torch.nonzero(keep).squeeze(1)
 
 
 @contextlib.contextmanager
@@ -198,21 +232,14 @@ def torch_threads(batch_rows: int):
 
 def column_standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each column's mean and standard deviation (+ 1e-6), float32: rows become
-    ``(row - mean) / scale``, mean 0 and standard deviation 1 per column."""
-    x = torch.from_numpy(features)
-    return x.mean(dim=0).numpy(), (x.std(dim=0) + 1e-6).numpy()
-
-
-@dataclasses.dataclass
-class Standardised:
-    """Rows of ``raw`` standardised when read, so no standardised copy is held."""
-
-    raw: torch.Tensor
-    mean: torch.Tensor
-    scale: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def rows(self, index: torch.Tensor | slice) -> torch.Tensor:
-        return (self.raw[index] - self.mean) / self.scale
+    ``(row - mean) / scale``, mean 0 and standard deviation 1 per column. Sums in float64, a
+    block of rows at a time (torch's ``std`` over the rows took 4x as long at 1M x 512)."""
+    rows, dims = features.shape
+    total, squares = np.zeros(dims), np.zeros(dims)
+    for start in range(0, rows, STANDARDISE_ROWS):
+        block = features[start:start + STANDARDISE_ROWS].astype(np.float64)
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    mean = total / rows
+    variance = np.maximum(squares - rows * mean ** 2, 0.0) / max(rows - 1, 1)
+    return mean.astype(np.float32), (np.sqrt(variance) + 1e-6).astype(np.float32)
