@@ -94,10 +94,15 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
     return array
 
 
-def _check_rows(path: Path, array: np.ndarray, n_samples: int, what: str, width_hint: str) -> None:
+def _check_shape(path: Path, array: np.ndarray, n_samples: int, what: str,
+                 width_hint: str) -> None:
     if array.ndim != 2 or array.shape[0] != n_samples:
         raise InputError(f"{path}: {what} has shape {array.shape}, expected ({n_samples}, "
                          f"{width_hint}): one row per sample of the dataset, in source order")
+
+
+def _check_rows(path: Path, array: np.ndarray, n_samples: int, what: str, width_hint: str) -> None:
+    _check_shape(path, array, n_samples, what, width_hint)
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if len(bad):
         raise InputError(f"{path}: {what} has NaN or infinite values in {len(bad)} row(s), first "
@@ -106,9 +111,10 @@ def _check_rows(path: Path, array: np.ndarray, n_samples: int, what: str, width_
 
 def load_embeddings(path: str | Path, n_samples: int) -> np.ndarray:
     """Checked, L2-normalised float32 embeddings, one row per sample (source order): no NaN or
-    infinite value, none beyond float32's range, no all-zero row (``check_vectors``)."""
+    infinite value, none beyond float32's range, no all-zero row (``check_vectors``, which
+    names the first bad row)."""
     array = load_array(path, "embeddings")
-    _check_rows(Path(path), array, n_samples, "embeddings", "d")
+    _check_shape(Path(path), array, n_samples, "embeddings", "d")
     check_vectors(array, str(path), np.arange(len(array)), "recompute or drop those samples")
     return l2_normalise(array)
 

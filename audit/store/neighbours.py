@@ -29,12 +29,22 @@ GROUP BY sample_id ORDER BY min(hop * 1000000 + rank), sample_id LIMIT $limit
 
 def write_neighbours(store: Store, run_id: int, sample_ids: list[str], indices: np.ndarray,
                      distances: np.ndarray) -> None:
-    """Store the kNN graph of a run (``indices`` rows into ``sample_ids``) in one transaction."""
-    ids = np.asarray(sample_ids, dtype=object)
-    frame = pd.DataFrame({"sample_id": ids, "neighbours": list(ids[indices]),
-                          "distances": list(np.asarray(distances, dtype=np.float32))})
+    """Store the kNN graph of a run (``indices`` rows into ``sample_ids``) in one transaction.
+    The lists go to DuckDB as Arrow arrays: the neighbours as a dictionary (row numbers into
+    the ids, no string per neighbour built in Python), the distances as fixed-size lists
+    (at 1M samples x 10 neighbours, 4.3 s as pandas lists of arrays)."""
+    import pyarrow as pa
+
+    ids = pa.array(sample_ids, type=pa.string())
+    width = indices.shape[1]
+    offsets = pa.array(np.arange(0, indices.size + 1, width, dtype=np.int64))
+    neighbours = pa.LargeListArray.from_arrays(
+        offsets, pa.DictionaryArray.from_arrays(pa.array(indices.ravel()), ids))
+    graph = pa.table({"sample_id": ids, "neighbours": neighbours,
+                      "distances": pa.FixedSizeListArray.from_arrays(
+                          pa.array(np.asarray(distances, dtype=np.float32).ravel()), width)})
     with store.transaction() as con:
-        con.register("incoming_neighbours", frame)
+        con.register("incoming_neighbours", graph)
         con.execute("INSERT INTO run_neighbours SELECT ?, sample_id, neighbours, distances "
                     "FROM incoming_neighbours", [run_id])
         con.unregister("incoming_neighbours")
