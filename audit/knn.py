@@ -10,9 +10,10 @@ products in the centroids' top ``ASSIGN_DIMS`` singular directions, a quarter of
 of 512-d (at 1M samples 14 s of the graph's 51 s before); the cell only chooses which
 candidates a vector meets, the search itself stays exact in full dimension, and recall@10 (1,000
 queries against brute force) was unchanged: synthetic 200k 0.985 both; the CIFAR-10N imagenet
-features forced through this search 0.601 against 0.593. Assigning (ranges of rows) and the cells' searches (groups of cells) run
-through the run's executor
-(``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a GPU,
+features forced through this search 0.601 against 0.593 (on such real features recall is low
+whichever the assignment: docs/benchmarks.md, "fourth round"). Assigning (ranges of rows) and
+the cells' searches (groups of cells) run through the run's executor (``audit.executors``: in
+this process, or as Ray tasks sharing the vectors). On a GPU,
 chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
 to n - 1; ``exact`` records which search was used.
 """
