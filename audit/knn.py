@@ -4,14 +4,14 @@ Cosine distance on L2-normalised vectors (distance = 1 - inner product). On the 
 FAISS ``IndexFlatIP`` up to ``EXACT_LIMIT`` samples; beyond it, where exact search grows with
 n squared, an approximate cluster search (spherical k-means cells from FAISS, each cell's
 members searched exactly among the members of its ``NPROBE`` nearest cells, one matrix product
-per cell; the limit and the recall are measured in bench/bench_engine_speed.py). The k-means
+per cell; the limit's speed is measured in bench/bench_engine_speed.py). The k-means
 centroids are trained once here, on a sample. Every vector is assigned to its cell by inner
 products in the centroids' top ``ASSIGN_DIMS`` singular directions, a quarter of the arithmetic
 of 512-d (at 1M samples 14 s of the graph's 51 s before); the cell only chooses which
 candidates a vector meets, the search itself stays exact in full dimension, and recall@10 (1,000
-queries against brute force) was unchanged: synthetic 200k 0.985 both; the CIFAR-10N imagenet
-features forced through this search 0.601 against 0.593 (on such real features recall is low
-whichever the assignment: docs/benchmarks.md, "fourth round"). Assigning (ranges of rows) and
+queries against brute force, bench/bench_knn_recall.py) was unchanged: synthetic 200k 0.985
+both; the CIFAR-10N imagenet embeddings (1,904-d) forced through this search 0.618 against
+0.611 (on such real features recall is low whichever the assignment: docs/benchmarks.md). Assigning (ranges of rows) and
 the cells' searches (groups of cells) run through the run's executor (``audit.executors``: in
 this process, or as Ray tasks sharing the vectors). On a GPU,
 chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped

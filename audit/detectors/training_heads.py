@@ -220,7 +220,8 @@ def _rows_not_in(rows: torch.Tensor, count: int) -> torch.Tensor:
 def torch_threads(batch_rows: int):
     """Small heads train faster on one thread: more threads only contend (10x slower measured
     on 2 busy cores). Batches of MAX_BATCH rows (from about 205,000 rows) keep torch's
-    threads: an epoch at 1M took 2.1 s on 2 threads against 3.9 s on one. The previous setting
+    threads: an epoch at 1M took 2.1 s on 2 threads against 3.9 s on one (measured before the
+    standardisation was folded into the first layer). The previous setting
     is restored."""
     previous = torch.get_num_threads()
     torch.set_num_threads(previous if batch_rows >= MAX_BATCH else 1)
