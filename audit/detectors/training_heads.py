@@ -8,6 +8,7 @@ imports it only when it scores.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import TYPE_CHECKING, Callable
 
@@ -197,17 +198,23 @@ def train_heads(x: torch.Tensor, standardisation: tuple[torch.Tensor, torch.Tens
     size = batch_size(len(x) if trained is None else len(trained), config.steps_per_epoch)
     untrained = None if trained is None else _rows_not_in(trained, len(x))
     for epoch in range(1, config.epochs + 1):
-        def seen(rows: torch.Tensor, logits: torch.Tensor, early_epoch=epoch == config.early_epoch):
-            margin_sum.index_add_(0, rows, _per_head(margins, logits, targets[rows]))
-            if early_epoch:
-                early[rows] = _per_head(el2n, logits, targets[rows])
-
-        _train_epoch(model, optimizer, x, targets, trained, size, generator, seen)
+        record = functools.partial(_record, margin_sum,
+                                   early if epoch == config.early_epoch else None, targets)
+        _train_epoch(model, optimizer, x, targets, trained, size, generator, record)
         if untrained is not None and len(untrained):
-            seen(untrained, _all_logits(model, x[untrained]))
+            record(untrained, _all_logits(model, x[untrained]))
         if progress:
             progress(epoch / config.epochs, f"epoch {epoch} of {config.epochs}")
     return (margin_sum / config.epochs).numpy(), early.numpy()
+
+
+def _record(margin_sum: torch.Tensor, early: torch.Tensor | None, targets: torch.Tensor,
+            rows: torch.Tensor, logits: torch.Tensor) -> None:
+    """Add the ``rows``' margins under ``logits`` to ``margin_sum``; in the early epoch
+    (``early`` given) also write their EL2N to it."""
+    margin_sum.index_add_(0, rows, _per_head(margins, logits, targets[rows]))
+    if early is not None:
+        early[rows] = _per_head(el2n, logits, targets[rows])
 
 
 def _rows_not_in(rows: torch.Tensor, count: int) -> torch.Tensor:

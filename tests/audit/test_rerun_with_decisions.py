@@ -122,6 +122,8 @@ def test_removed_samples_labels_do_not_change_the_heads():
     np.testing.assert_allclose(one.aum[20:], other.aum[20:], rtol=1e-5)
     np.testing.assert_allclose(one.el2n[20:], other.el2n[20:], rtol=1e-5)
     assert one.aum_threshold == pytest.approx(other.aum_threshold)
+    # the removed rows are still measured after each epoch, each under the label it carries
+    assert np.all(one.aum[:20] != 0) and not np.allclose(one.aum[:20], other.aum[:20])
     every = training_dynamics(x, flipped, 2, 2, config, 50.0, seed=0)
     assert not np.allclose(every.aum[20:], other.aum[20:], rtol=1e-5)   # trained on: differs
 
