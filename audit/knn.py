@@ -11,10 +11,10 @@ of 512-d (at 1M samples 14 s of the graph's 51 s before); the cell only chooses 
 candidates a vector meets, the search itself stays exact in full dimension, and recall@10 (1,000
 queries against brute force, bench/bench_knn_recall.py) was unchanged: synthetic 200k 0.985
 both; the CIFAR-10N imagenet embeddings (1,904-d) forced through this search 0.618 against
-0.611 (on such real features recall is low whichever the assignment: docs/benchmarks.md). Assigning (ranges of rows) and
-the cells' searches (groups of cells) run through the run's executor (``audit.executors``: in
-this process, or as Ray tasks sharing the vectors). On a GPU,
-chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
+0.611 (on such real features recall is low whichever the assignment: docs/benchmarks.md).
+Assigning (ranges of rows) and the cells' searches (groups of cells) run through the run's
+executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a
+GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
 to n - 1; ``exact`` records which search was used.
 """
 

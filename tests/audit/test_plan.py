@@ -350,6 +350,7 @@ def test_a_result_out_of_row_order_or_short_is_refused():
     inputs = make_inputs(np.array([0, 1, 0, 1]))
     good = result_frame(inputs, np.full(4, 0.5), np.zeros(4, dtype=bool))
     check_result("fine", good, inputs)
-    for bad in (good.iloc[::-1], good.iloc[:3], good.assign(sample_id=["s000", "s001", "s002", "x"])):
-        with pytest.raises(ValueError, match="disordered returned rows that are not one per sample"):
+    renamed = good.assign(sample_id=["s000", "s001", "s002", "x"])
+    for bad in (good.iloc[::-1], good.iloc[:3], renamed):
+        with pytest.raises(ValueError, match="disordered returned rows that are not one per"):
             check_result("disordered", bad, inputs)
