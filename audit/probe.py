@@ -23,7 +23,6 @@ that never saw their class, which is the honest answer for a singleton).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audit.errors import InputError
+from audit.processes import torch_threads
 
 if TYPE_CHECKING:   # torch loads when a probe is fitted, not when PROBES is read (validation)
     import torch
@@ -204,7 +204,7 @@ def fit_mlp_bag(train_x: torch.Tensor, train_y: torch.Tensor, n_classes: int,
         models = [fit_mlp(train_x, train_y, layers, seed + bag)
                   for bag, layers in enumerate(starts)]
     else:
-        with one_torch_thread(), ThreadPoolExecutor(workers) as pool:
+        with torch_threads(1), ThreadPoolExecutor(workers) as pool:
             models = list(pool.map(lambda bag: fit_mlp(train_x, train_y, starts[bag], seed + bag),
                                    range(MLP_BAGS)))
     return lambda rows: sum(torch.softmax(model(rows), dim=1) for model in models) / MLP_BAGS
@@ -218,20 +218,6 @@ def parallel_bags(device_type: str) -> int:
     import torch
 
     return MLP_BAGS if device_type == "cpu" and torch.get_num_threads() >= 2 else 1
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """torch's intra-op threads set to one for the block (the setting is per process), then
-    restored."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def initial_layers(dims: int, n_classes: int, seed: int,

@@ -1,6 +1,7 @@
 """Facts about processes: is one alive (the one check, for the job worker's liveness and the
 export's leftovers), how much memory this one has held at most; and this process's cyclic
-garbage collector paused while a stage builds millions of small objects."""
+garbage collector paused while a stage builds millions of small objects, and torch's thread
+count set for a block."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def cyclic_gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """torch's intra-op threads set to ``count`` for the block (None: left as they are), then
+    restored; the setting is per process. torch is imported here only when called."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(previous if count is None else count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -7,7 +7,6 @@ imports it only when it scores.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
 from typing import TYPE_CHECKING, Callable
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from audit.detectors.base import Progress
+from audit.processes import torch_threads
 
 if TYPE_CHECKING:
     from audit.detectors.training_dynamics import HeadConfig
@@ -65,7 +65,7 @@ def train_head_group(columns: np.ndarray, *, features: np.ndarray, mean: np.ndar
         x = torch.from_numpy(features)
         trained_rows = None if trained is None else torch.from_numpy(trained)
     standardisation = (torch.from_numpy(mean), torch.from_numpy(scale))
-    with torch_threads(batch_size(rows, config.steps_per_epoch)):
+    with torch_threads(head_threads(batch_size(rows, config.steps_per_epoch))):
         return train_heads(x, standardisation,
                            torch.from_numpy(np.ascontiguousarray(targets[:, columns])),
                            outputs, config, [seeds[c] for c in columns], progress,
@@ -223,19 +223,13 @@ def _rows_not_in(rows: torch.Tensor, count: int) -> torch.Tensor:
     return torch.nonzero(keep).squeeze(1)
 
 
-@contextlib.contextmanager
-def torch_threads(batch_rows: int):
-    """Small heads train faster on one thread: more threads only contend (10x slower measured
-    on 2 busy cores). Batches of MAX_BATCH rows (from about 205,000 rows) keep torch's
-    threads: an epoch at 1M took 2.1 s on 2 threads against 3.9 s on one (measured before the
-    standardisation was folded into the first layer). The previous setting
-    is restored."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(previous if batch_rows >= MAX_BATCH else 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def head_threads(batch_rows: int) -> int | None:
+    """torch threads for training heads on batches of ``batch_rows``: small heads train faster
+    on one thread, more threads only contend (10x slower measured on 2 busy cores). Batches of
+    MAX_BATCH rows (from about 205,000 rows) keep torch's threads (None): an epoch at 1M took
+    2.1 s on 2 threads against 3.9 s on one (measured before the standardisation was folded
+    into the first layer)."""
+    return None if batch_rows >= MAX_BATCH else 1
 
 
 def column_standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
