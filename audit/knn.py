@@ -14,8 +14,8 @@ both; the CIFAR-10N imagenet embeddings (1,904-d) forced through this search 0.6
 0.611 (on such real features recall is low whichever the assignment: docs/benchmarks.md).
 Assigning (ranges of rows) and the cells' searches (groups of cells) run through the run's
 executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a
-GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is clipped
-to n - 1; ``exact`` records which search was used.
+GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is
+clipped to n - 1; ``exact`` records which search was used.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ EXACT_LIMIT = 20_000
 NPROBE = 8
 TRAIN_POINTS_PER_LIST = 12
 KMEANS_ITERATIONS = 6
-ASSIGN_DIMS = 128      # cells are assigned in the centroids' top 128 directions (see below)
+ASSIGN_DIMS = 128      # cells are assigned in the centroids' top 128 directions (module doc)
 BLOCK_QUERIES = 2048
 GPU_QUERY_CHUNK = 4096
 

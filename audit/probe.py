@@ -106,10 +106,10 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
     splits = [(training_rows(np.flatnonzero((fold_of != fold) & trainable), labels, rng),
                np.flatnonzero(fold_of == fold)) for fold in range(n_folds)]
     executor = executor or LocalExecutor()
+    mean = embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)   # uses no label
     held_probs = executor.map(
         fold_probabilities, splits,
-        {"features": embeddings, "mean": column_mean(embeddings), "labels": labels,
-         "n_classes": n_classes,
+        {"features": embeddings, "mean": mean, "labels": labels, "n_classes": n_classes,
          "seed": seed, "device": device, "kind": kind},
         what="probe folds", gpus=int(device == "cuda"))
     probs = np.zeros((len(labels), n_classes), dtype=np.float32)
@@ -162,15 +162,6 @@ def training_rows(candidates: np.ndarray, labels: np.ndarray,
     first_of_class = order[np.unique(labels[order], return_index=True)[1]]
     rest = order[~np.isin(order, first_of_class)][:MAX_TRAIN_ROWS - len(first_of_class)]
     return np.sort(np.concatenate([first_of_class, rest]))
-
-
-def column_mean(embeddings: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """The dataset's mean row (float32), summed in float64 ``chunk`` rows at a time; uses no
-    label."""
-    total = np.zeros(embeddings.shape[1])
-    for start in range(0, len(embeddings), chunk):
-        total += np.asarray(embeddings[start:start + chunk], dtype=np.float64).sum(axis=0)
-    return (total / max(len(embeddings), 1)).astype(np.float32)
 
 
 def centred(rows: np.ndarray, mean: np.ndarray) -> np.ndarray:

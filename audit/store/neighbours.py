@@ -4,7 +4,6 @@ this": the samples nearest to one sample or to a selection, by the embedding the
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from audit.store.connection import Store
 

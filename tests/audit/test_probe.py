@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from audit.embedders import l2_normalise
 from audit.errors import InputError
 from audit.probe import INVERSE_REGULARISATION, cross_fit_probe, stratified_folds
-from audit.probe import centred as centred_rows, column_mean
+from audit.probe import centred as centred_rows
 
 
 def blobs(per_class: int, classes: int = 3, dims: int = 8, noise: float = 0.4, seed: int = 0):
@@ -50,7 +50,7 @@ def test_accuracy_matches_sklearn_logistic_regression():
     theirs = []
     for fold in range(5):
         train, held = result.folds != fold, result.folds == fold
-        centred = centred_rows(vectors, column_mean(vectors))
+        centred = centred_rows(vectors, vectors.mean(axis=0))
         model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=1000).fit(centred[train],
                                                                              labels[train])
         theirs.append((model.predict(centred[held]) == labels[held]).sum())
