@@ -78,6 +78,11 @@ def _add_ingest(commands) -> None:
                      help="store it as the next version of the dataset NAME: it takes the name, "
                           "the old version is renamed NAME@vN, and the decisions of unchanged "
                           "files (same path, label and content) are carried over")
+    cmd.add_argument("--executor", help="where the images are read, hashed and checked: local "
+                                        "(threads of the worker) or ray (default: the setting)")
+    cmd.add_argument("--ray-address", help="the ray executor's cluster: auto joins the running "
+                                           "one, host:port a given one (default: the setting; "
+                                           "empty starts a local Ray instance)")
     _add_background(cmd)
     cmd.set_defaults(handler=_ingest)
 
@@ -97,7 +102,8 @@ def _ingest(args, settings: Settings) -> int:
     return _queue_and_follow(
         store, settings,
         lambda: enqueue_ingest(store, settings, args.source, name=args.name,
-                               new_version=args.new_version, columns=columns),
+                               new_version=args.new_version, columns=columns,
+                               executor=args.executor, ray_address=args.ray_address),
         lambda job: f"ingesting {args.source} (job {job})", not args.background,
         lambda job: _print_ingested(store, int(job["result"]["dataset_id"])),
         announce_to=sys.stderr)

@@ -64,10 +64,7 @@ class AuditConfig:
     def validate(self) -> None:
         _check_choice("embedder", self.embedder, EMBEDDER_CHOICES)
         _check_choice("device", self.device, DEVICES)
-        _check_choice("executor", self.executor, EXECUTORS)
-        if not isinstance(self.ray_address, str):
-            raise ConfigError(f"ray_address={self.ray_address!r} is not allowed; give a text: "
-                              "empty (a local Ray instance), auto or host:port")
+        executor_choice(self.executor, self.ray_address)
         from audit.probe import PROBES
 
         _check_choice("probe", self.probe, PROBES)
@@ -85,6 +82,15 @@ class AuditConfig:
                               "or false")
         if self.class_order is not None:
             check_order_names(self.class_order)
+
+
+def executor_choice(executor: str, ray_address: str) -> dict:
+    """``{"executor": ..., "ray_address": ...}`` once both are checked (audits and ingests)."""
+    _check_choice("executor", executor, EXECUTORS)
+    if not isinstance(ray_address, str):
+        raise ConfigError(f"ray_address={ray_address!r} is not allowed; give a text: "
+                          "empty (a local Ray instance), auto or host:port")
+    return {"executor": executor, "ray_address": ray_address}
 
 
 def _settings_defaults(settings: Settings) -> dict:

@@ -2,7 +2,9 @@
 
 An executor does two things for the plan:
 
-- ``embed(embedder, rows, progress)``: decode + embed the rows;
+- ``embed(embedder, rows, progress)``: decode + embed the rows (the run's embedder, auto's
+  pixels comparison, and CLIP's image vectors for the CLIP detectors when the run's embedder
+  is another one);
 - ``map(function, arguments, shared, progress, what, gpus)``: call ``function(*args, **shared)`` for
   each tuple in ``arguments`` and return the results in the same order. Through it run: the
   probe's cross-fitting folds (one call per fold), the kNN graph's cell assignment (ranges of

@@ -13,7 +13,8 @@ Whole-dataset problems (missing columns, blank labels, duplicate ids, a path or 
 leads outside the root, ...) refuse the dataset with a message naming the row or file and the
 fix. Files are hashed in chunks, never read whole; a file that cannot be decoded, a special file
 (FIFO, device, socket) or one over ``max_file_bytes`` is ingested with its ``load_error``
-recorded. The dataset and all its samples are written in one transaction.
+recorded. The files are read in threads of this process, or with ``executor = "ray"`` as Ray
+tasks. The dataset and all its samples are written in one transaction.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ from typing import Callable
 import pandas as pd
 
 from audit.errors import InputError
+from audit.executors import row_ranges
 from audit.hf_datasets import HFColumns, hf_listing, is_hf_dataset
-from audit.images import IMAGE_SUFFIXES, inspect_image, open_regular_file, sample_file, too_large
+from audit.images import IMAGE_SUFFIXES, ImageFacts, inspect_image, open_regular_file, \
+    sample_file, too_large
 from audit.settings import Settings
 from audit.store import Store
 from audit.store.datasets import create_dataset, create_version
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = {".csv", ".parquet", ".jsonl"}
+INSPECT_BATCH = 2048    # images per Ray task when the executor is ray
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("caption", "split", "id")
 Progress = Callable[[float, str], None]
@@ -44,25 +48,26 @@ Progress = Callable[[float, str], None]
 
 def ingest(store: Store, source: Path, settings: Settings, name: str | None = None,
            progress: Progress | None = None, columns: HFColumns | None = None,
-           new_version: bool = False) -> int:
+           new_version: bool = False, executor=None) -> int:
     """Read a folder, manifest or Hugging Face dataset (its columns named by ``columns``),
-    inspect every image, store the dataset; return its id."""
+    inspect every image (on ``executor``, see ``_inspect_all``), store the dataset; return its
+    id."""
     source = Path(source).expanduser().resolve()
     progress = progress or _quiet
     listing, root, kind, known_errors = read_source(source, settings, columns, progress)
     return ingest_listing(store, listing, root, settings, name=name or _default_name(source),
                           source=str(source), kind=kind, progress=progress,
-                          known_errors=known_errors, new_version=new_version)
+                          known_errors=known_errors, new_version=new_version, executor=executor)
 
 
 def ingest_listing(store: Store, listing: pd.DataFrame, root: Path, settings: Settings, *,
                    name: str, source: str, kind: str, progress: Progress | None = None,
                    known_errors: list[str | None] | None = None,
-                   new_version: bool = False) -> int:
+                   new_version: bool = False, executor=None) -> int:
     """Inspect every image of a checked listing (``check_listing``) and store the dataset.
     ``known_errors[i]``, where given, is why row i has no usable image, known before reading
     (it replaces what inspecting the file would say)."""
-    samples = _inspect_all(listing, root, settings, progress or _quiet)
+    samples = _inspect_all(listing, root, settings, progress or _quiet, executor)
     if known_errors is not None:
         samples["load_error"] = [known or found
                                  for known, found in zip(known_errors, samples["load_error"])]
@@ -296,18 +301,35 @@ def _check_inside_root(where: Path | str, root: Path, frame: pd.DataFrame,
 
 # --- inspection ----------------------------------------------------------------------------
 
-def _inspect_all(listing: pd.DataFrame, root: Path, settings: Settings,
-                 progress: Progress) -> pd.DataFrame:
+def _inspect_all(listing: pd.DataFrame, root: Path, settings: Settings, progress: Progress,
+                 executor=None) -> pd.DataFrame:
+    """Every image's facts (size, sha256, decodability): in ``ingest_workers`` threads of this
+    process, or with the Ray executor (``audit.executors``) as tasks over batches of rows."""
     paths = [root / p for p in listing["path"]]
+    limits = {"max_pixels": settings.max_image_pixels, "max_bytes": settings.max_file_bytes}
+    if executor is None or executor.facts["name"] == "local":
+        return _samples_table(listing, _inspect_in_threads(paths, settings.ingest_workers,
+                                                           limits, progress))
+    batches = executor.map(inspect_rows, row_ranges(len(paths), executor.slots(), INSPECT_BATCH),
+                           {"paths": paths, **limits}, progress, what="reading images, batches")
+    return _samples_table(listing, [fact for batch in batches for fact in batch])
+
+
+def _inspect_in_threads(paths: list[Path], workers: int, limits: dict,
+                        progress: Progress) -> list[ImageFacts]:
     facts = []
-    with ThreadPoolExecutor(max_workers=max(1, settings.ingest_workers)) as pool:
-        facts_of = partial(inspect_image, max_pixels=settings.max_image_pixels,
-                           max_bytes=settings.max_file_bytes)
-        for done, fact in enumerate(pool.map(facts_of, paths), 1):
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done, fact in enumerate(pool.map(partial(inspect_image, **limits), paths), 1):
             facts.append(fact)
             if done % 256 == 0 or done == len(paths):
                 progress(done / len(paths), f"read {done}/{len(paths)} images")
-    return _samples_table(listing, facts)
+    return facts
+
+
+def inspect_rows(start: int, stop: int, *, paths: list[Path], max_pixels: int,
+                 max_bytes: int) -> list[ImageFacts]:
+    """The facts of the images ``paths[start:stop]`` (a Ray task's batch)."""
+    return [inspect_image(path, max_pixels, max_bytes) for path in paths[start:stop]]
 
 
 def _samples_table(listing: pd.DataFrame, facts: list) -> pd.DataFrame:

@@ -2,19 +2,20 @@
 
 Cosine distance on L2-normalised vectors (distance = 1 - inner product). On the CPU: an exact
 FAISS ``IndexFlatIP`` up to ``EXACT_LIMIT`` samples; beyond it, where exact search grows with
-n squared, an approximate cluster search (spherical k-means cells from FAISS, each cell's
-members searched exactly among the members of its ``NPROBE`` nearest cells, one matrix product
-per cell; the limit's speed is measured in bench/bench_engine_speed.py). The k-means
-centroids are trained once here, on a sample. Every vector is assigned to its cell by inner
-products in the centroids' top ``ASSIGN_DIMS`` singular directions, a quarter of the arithmetic
-of 512-d (at 1M samples 14 s of the graph's 51 s before); the cell only chooses which
-candidates a vector meets, the search itself stays exact in full dimension, and recall@10 (1,000
-queries against brute force, bench/bench_knn_recall.py) was unchanged: synthetic 200k 0.985
-both; the CIFAR-10N imagenet embeddings (1,904-d) forced through this search 0.618 against
-0.611 (on such real features recall is low whichever the assignment: docs/benchmarks.md).
-Assigning (ranges of rows) and the cells' searches (groups of cells) run through the run's
-executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors). On a
-GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is
+n squared, an approximate cluster search (spherical k-means cells from FAISS; each row meets
+the rows that count its cell among their ``NPROBE`` nearest cells, one matrix product per cell;
+the limit's speed is measured in bench/bench_engine_speed.py). The k-means centroids are trained
+once here, on a sample. Every vector's nearest cells are found by inner products in the
+centroids' top ``ASSIGN_DIMS`` singular directions, a quarter of the arithmetic of 512-d; the
+cells only choose which candidates a vector meets, the search itself stays exact in full
+dimension. Recall@10 (1,000 queries against brute force, bench/bench_knn_recall.py): synthetic
+200k 0.988; the CIFAR-10N imagenet embeddings (1,904-d) forced through this search 0.774, where
+the earlier search by cell (each cell's rows against the members of the 8 cells nearest its
+centroid, the same work) found 0.618 (docs/benchmarks.md). The few rows that meet fewer
+candidates than k are searched again (``_complete_short_rows``), so every row has k real
+neighbours. Assigning (ranges of rows) and the cells' searches (groups of cells) run through
+the run's executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors).
+On a GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is
 clipped to n - 1; ``exact`` records which search was used.
 """
 
@@ -85,26 +86,28 @@ def _flat_search(vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarra
 
 def _cluster_search(vectors: np.ndarray, width: int, seed: int,
                     executor) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate search by clusters: k-means cells, each searched against its nearest cells.
+    """Approximate search by clusters: row r meets the rows that probe r's own cell, that is
+    count it among their ``NPROBE`` nearest cells.
 
-    Like an IVF index, but every cell's queries are matched against its candidate cells in one
-    matrix product, so the work runs at BLAS speed instead of streaming the candidate lists from
-    memory once per query. sqrt(NPROBE * n) cells balance assignment and search cost.
+    An IVF index probes the other way (r meets the members of r's nearest cells); by symmetry
+    the true neighbours found are about as many (CIFAR-10N: 0.774 against 0.798), but here all
+    the rows of a cell share their candidates, so each cell is one matrix product at BLAS speed
+    instead of streaming candidate lists from memory once per query. sqrt(NPROBE * n) cells
+    balance assignment and search cost.
     """
     n, dims = vectors.shape
     cells = max(1, min(int(math.sqrt(NPROBE * n)), n // TRAIN_POINTS_PER_LIST))
     centroids = _spherical_kmeans(vectors, cells, seed)
     basis = centroid_basis(centroids)
-    assignment = np.concatenate(executor.map(
+    probes = min(NPROBE, cells)
+    nearest_cells = np.concatenate(executor.map(
         assign_cells, row_ranges(n, executor.slots()),
-        {"vectors": vectors, "centroids": centroids @ basis, "basis": basis},
+        {"vectors": vectors, "centroids": centroids @ basis, "basis": basis, "probes": probes},
         what="kNN cell assignment"))
-    probe = _nearest(centroids, centroids, min(NPROBE, cells))[1]
-    members = np.split(np.argsort(assignment, kind="stable"),
-                       np.cumsum(np.bincount(assignment, minlength=cells))[:-1])
+    members = _rows_by_cell(nearest_cells[:, 0], cells)
+    probers = [rows // probes for rows in _rows_by_cell(nearest_cells.ravel(), cells)]
     groups = np.array_split(np.arange(cells), min(cells, TASKS_PER_SLOT * executor.slots()))
-    arguments = [([members[c] for c in group],
-                  [np.concatenate([members[p] for p in probe[c]]) for c in group])
+    arguments = [([members[c] for c in group], [probers[c] for c in group])
                  for group in groups]
     found = executor.map(search_cells, arguments, {"vectors": vectors, "width": width},
                          what="kNN cell groups")
@@ -113,7 +116,25 @@ def _cluster_search(vectors: np.ndarray, width: int, seed: int,
     for (queries, _), (group_indices, group_similarities) in zip(arguments, found):
         rows = np.concatenate(queries)
         indices[rows], similarities[rows] = group_indices, group_similarities
+    _complete_short_rows(vectors, indices, similarities, nearest_cells, members, probers)
     return indices, similarities
+
+
+def _complete_short_rows(vectors: np.ndarray, indices: np.ndarray, similarities: np.ndarray,
+                         nearest_cells: np.ndarray, members: list[np.ndarray],
+                         probers: list[np.ndarray]) -> None:
+    """Search again the rows that met fewer candidates than the graph's width (a cell few rows
+    probe; 16 of CIFAR-10N's 10,000 rows): among their probers and the members of their own
+    nearest cells, as an IVF index probes, or among all rows if that is still too few."""
+    base = torch.from_numpy(vectors)
+    width = indices.shape[1]
+    for row in np.flatnonzero(indices[:, -1] < 0):
+        candidates = np.union1d(probers[nearest_cells[row, 0]],
+                                np.concatenate([members[cell] for cell in nearest_cells[row]]))
+        if len(candidates) < width:
+            candidates = np.arange(len(vectors))
+        _search_block(base, np.array([row]), candidates, width,
+                      indices[row:row + 1], similarities[row:row + 1])
 
 
 def centroid_basis(centroids: np.ndarray, dims: int = ASSIGN_DIMS) -> np.ndarray:
@@ -125,11 +146,18 @@ def centroid_basis(centroids: np.ndarray, dims: int = ASSIGN_DIMS) -> np.ndarray
     return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
 
 
+def _rows_by_cell(cells_of: np.ndarray, cells: int) -> list[np.ndarray]:
+    """For each cell, the positions in ``cells_of`` that name it, in order."""
+    return np.split(np.argsort(cells_of, kind="stable"),
+                    np.cumsum(np.bincount(cells_of, minlength=cells))[:-1])
+
+
 def assign_cells(start: int, stop: int, *, vectors: np.ndarray, centroids: np.ndarray,
-                 basis: np.ndarray) -> np.ndarray:
-    """The cell of each of the rows ``start``..``stop`` (int64): the nearest of the projected
-    ``centroids`` (``centroids @ basis``) to the row projected on ``basis``."""
-    return _nearest(centroids, vectors[start:stop] @ basis, 1)[1][:, 0]
+                 basis: np.ndarray, probes: int) -> np.ndarray:
+    """The ``probes`` nearest cells of each of the rows ``start``..``stop``, nearest first
+    ((rows, probes) int64): the projected ``centroids`` (``centroids @ basis``) nearest to the
+    row projected on ``basis``."""
+    return _nearest(centroids, vectors[start:stop] @ basis, probes)[1]
 
 
 def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[np.ndarray], *,

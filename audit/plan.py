@@ -336,14 +336,17 @@ class AuditRun:
         return clip
 
     def clip_images(self, clip, table: "SampleTable") -> np.ndarray:
-        """CLIP image vectors of the usable rows when the run's embedder was another one."""
+        """CLIP image vectors of the usable rows when the run's embedder was another one,
+        embedded by the run's executor."""
         from audit.embedders import ImageRows
         from audit.embedders.clip import ClipEmbedder
 
         self.log(f"embedding {table.n:,} images with {clip.model_id} for CLIP detectors")
         rows = ImageRows(table.paths, table.sha256, table.labels)
         embedder = ClipEmbedder(clip, self.embed_context())
-        return embedder.embed(rows, None, self._should_cancel).vectors
+        return self.executor.embed(
+            embedder, rows,
+            lambda fraction, message: self.report("embed", 1.0, f"CLIP: {message}")).vectors
 
     def load_clip_quietly(self):
         from audit.embedders.clip import load_clip

@@ -55,16 +55,21 @@ def run_audit_job(context: JobContext) -> dict:
 
 
 def run_ingest_job(context: JobContext) -> dict:
-    """Ingest the payload's source as a dataset (or a new version of one)."""
-    from audit.ingest import ingest
+    """Ingest the payload's source as a dataset (or a new version of one), its images read on
+    the payload's executor (the settings' when it names none); the result says which."""
+    from audit.executors import executor_for
     from audit.hf_datasets import HFColumns
+    from audit.ingest import ingest
 
     payload = context.config
-    dataset_id = ingest(context.store, Path(payload["source"]), context.settings,
-                        name=payload.get("name"), progress=context.progress,
-                        columns=HFColumns(**payload.get("columns", {})),
-                        new_version=bool(payload.get("new_version")))
-    return {"dataset_id": dataset_id}
+    with executor_for(payload.get("executor") or context.settings.executor,
+                      payload.get("ray_address", context.settings.ray_address), None,
+                      context.reporter.should_cancel) as executor:
+        dataset_id = ingest(context.store, Path(payload["source"]), context.settings,
+                            name=payload.get("name"), progress=context.progress,
+                            columns=HFColumns(**payload.get("columns", {})),
+                            new_version=bool(payload.get("new_version")), executor=executor)
+    return {"dataset_id": dataset_id, "executor": executor.facts}
 
 
 def run_export_job(context: JobContext) -> dict:

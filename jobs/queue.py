@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audit.config import AuditConfig
+from audit.config import AuditConfig, executor_choice
 from audit.errors import ConfigError, InputError
 from audit.settings import Settings, load_settings
 from audit.store import Store
@@ -39,14 +39,18 @@ def enqueue_audit(store: Store, settings: Settings, dataset_id: int, config: dic
 
 
 def enqueue_ingest(store: Store, settings: Settings, source: Path, *, name: str | None = None,
-                   new_version: bool = False, columns: dict | None = None) -> int:
+                   new_version: bool = False, columns: dict | None = None,
+                   executor: str | None = None, ray_address: str | None = None) -> int:
     """Queue the ingest of a folder, manifest or Hugging Face dataset; job id. The source is
-    resolved here (a worker may run elsewhere) and must exist."""
+    resolved here (a worker may run elsewhere) and must exist. ``executor`` and
+    ``ray_address`` (None: the settings') say where its images are read."""
     source = Path(source).expanduser().resolve()
     if not source.exists():
         raise InputError(f"{source} does not exist; give an image folder or a manifest file")
     payload = {"source": str(source), "name": name, "new_version": bool(new_version),
-               "columns": columns or {}}
+               "columns": columns or {},
+               **executor_choice(executor or settings.executor,
+                                 settings.ray_address if ray_address is None else ray_address)}
     return _enqueue(store, settings, INGEST, payload, None, f"queued ingest of {source}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,25 @@ if str(PROJECT_ROOT) not in sys.path:
 from audit.settings import load_settings  # noqa: E402
 from audit.store import Store  # noqa: E402
 from jobs.liveness import live_worker_pids  # noqa: E402
+
+TINY_CLIP = "sieve-tiny-test"
+# A tiny open_clip architecture for tests (random weights unless a test saves a checkpoint).
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_name(tmp_path_factory) -> str:
+    """Register the tiny open_clip architecture once (random weights, nothing downloaded)."""
+    import open_clip
+
+    path = tmp_path_factory.mktemp("clip_config") / f"{TINY_CLIP}.json"
+    path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(path)
+    return TINY_CLIP
 
 
 @pytest.fixture(scope="session")

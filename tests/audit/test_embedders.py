@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,6 @@ from audit.embedders.clip import ClipEmbedder, load_clip
 from audit.embedders.cnn import CnnEmbedder
 from audit.embedders.pixels import PixelEmbedder
 from audit.errors import ConfigError, ModelUnavailableError
-
-TINY = "sieve-tiny-test"
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_name(tmp_path_factory) -> str:
-    """Register the tiny open_clip architecture once (random weights, nothing downloaded)."""
-    import open_clip
-
-    path = tmp_path_factory.mktemp("clip_config") / f"{TINY}.json"
-    path.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(path)
-    return TINY
 
 
 def write_images(folder: Path, colours: list[tuple[int, int, int]], seed: int = 0) -> ImageRows:

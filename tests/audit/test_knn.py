@@ -67,6 +67,20 @@ def test_approximate_index_beyond_the_exact_limit_has_high_recall():
     assert not (graph.indices == np.arange(4000)[:, None]).any()
 
 
+def test_rows_of_a_cell_that_few_rows_probe_still_get_k_real_neighbours():
+    vectors = clustered(3000, dims=16, centres=10)
+    lonely = l2_normalise(np.random.default_rng(5).normal(size=(1, 16))
+                          + 0.01 * np.random.default_rng(6).normal(size=(3, 16)))
+    vectors = np.concatenate([vectors, lonely])            # 3 rows far from all the others
+    graph = build_knn_graph(vectors, k=10, exact_limit=1000)
+    exact = build_knn_graph(vectors, k=10)
+    assert (graph.indices >= 0).all() and (graph.distances < 2).all()
+    assert not (graph.indices == np.arange(len(vectors))[:, None]).any()
+    for row in range(3000, 3003):          # each other first, then the nearest of the rest
+        assert set(graph.indices[row, :2]) == set(exact.indices[row, :2])
+        assert len(set(graph.indices[row]) & set(exact.indices[row])) >= 7
+
+
 def test_chunked_torch_search_equals_faiss(monkeypatch):
     import audit.knn as knn
 

@@ -12,7 +12,9 @@ import json
 import numpy as np
 import pytest
 
+from audit.embedders import l2_normalise
 from audit.embedders.auto_choice import compare_label_agreement
+from audit.knn import build_knn_graph
 from audit.store.datasets import get_dataset
 from audit.store.runs import latest_finished_run
 from bench.bench_quality import CIFAR_PATH, calibration_line, cifar_embeddings, cifar_table, \
@@ -68,7 +70,7 @@ def cifar_aggre():
     line = calibration_line("aggre_label", "imagenet", table, summary, truth_count)
     pixels = cifar_embeddings(data, "aggre_label", "pixels", None)
     agreement = compare_label_agreement(vectors, pixels, data["aggre_label"].astype(np.int64))
-    return {row["method"]: row for row in table.to_dict("records")}, line, agreement
+    return {row["method"]: row for row in table.to_dict("records")}, line, agreement, vectors
 
 
 def test_auto_keeps_imagenet_for_cifar_photos(cifar_aggre):
@@ -77,13 +79,13 @@ def test_auto_keeps_imagenet_for_cifar_photos(cifar_aggre):
 
 
 def test_cifar_overall_ranks_real_label_errors_first(cifar_aggre):
-    rows, line, _ = cifar_aggre
+    rows, line, *_ = cifar_aggre
     assert line["auroc"] >= 0.90 and line["p@48"] >= 0.9
     assert line["auroc"] >= line["best single auroc"] - 0.005
 
 
 def test_cifar_overall_flags_about_as_many_as_there_are_errors(cifar_aggre):
-    rows, line, _ = cifar_aggre
+    rows, line, *_ = cifar_aggre
     assert 0.7 <= line["flagged / true"] <= 1.3, line
     assert line["f1"] >= line["best f1"] - 0.07 and line["f1"] >= 0.5
     low, high = line["interval 90%"]
@@ -91,7 +93,19 @@ def test_cifar_overall_flags_about_as_many_as_there_are_errors(cifar_aggre):
 
 
 def test_cifar_overall_beats_datalab_label_issues(cifar_aggre):
-    rows, _, _ = cifar_aggre
+    rows, *_ = cifar_aggre
     datalab = next(v for k, v in rows.items() if k.startswith("cleanlab Datalab"))
     assert rows["sieve overall"]["f1"] > datalab["f1"] + 0.02
     assert np.isclose(rows["sieve label_issue"]["f1"], rows["cleanlab find_label_issues"]["f1"])
+
+
+def test_the_approximate_knn_graph_finds_most_true_neighbours_of_real_features(cifar_aggre):
+    """The search beyond the exact limit, forced here on 3,000 real image features: recall@10
+    0.79 measured (the cell-level search it replaced: 0.66)."""
+    vectors = l2_normalise(cifar_aggre[3])
+    approximate = build_knn_graph(vectors, 10, exact_limit=500)
+    exact = build_knn_graph(vectors, 10)
+    assert approximate.exact is False and (approximate.indices >= 0).all()
+    recall = np.mean([len(set(a) & set(b)) / 10
+                      for a, b in zip(approximate.indices, exact.indices)])
+    assert recall >= 0.75

@@ -18,25 +18,29 @@ import time
 import numpy as np
 import pytest
 import ray
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from audit import ingest as ingest_module
 from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
 from audit.detectors import image_quality, near_duplicate
 from audit.detectors.training_dynamics import HeadConfig, training_dynamics
+from audit.embedders.clip import load_clip
 from audit.errors import Cancelled, ConfigError
+from audit.executors import row_ranges
 from audit.ingest import ingest
 from audit.knn import build_knn_graph
 from audit.plan import run_audit
 from audit.probe import cross_fit_probe
-from audit.ray_executor import RayExecutor
+from audit.ray_executor import MAX_SHARD_ROWS, RayExecutor
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
 from audit.store import jobs as job_store
 from audit.store import runs
-from tests.conftest import PROJECT_ROOT, kill_workers_of
+from tests.conftest import PROJECT_ROOT, TINY_CLIP_CONFIG, kill_workers_of
 
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210)}
 PER_CLASS = 50
@@ -47,10 +51,19 @@ AUDITED = {"embedder": "pixels", "probe": "logistic", "folds": 2, "k": 5, "loade
 SCORE_TOLERANCE = 1e-4
 JSON_COLUMNS = ("config", "summary", "notes", "timings")
 KILL_SWITCH_ENV = "SIEVE_TEST_RAY_KILL_SWITCH"
+TINY_CLIP_ENV = "SIEVE_TEST_TINY_CLIP_CONFIG"
+
+def prepare_worker() -> None:
+    """Ray ``worker_process_setup_hook``: the tiny test CLIP's architecture registered, as in
+    the test process, and the kill switch armed."""
+    import open_clip
+
+    open_clip.add_model_config(os.environ[TINY_CLIP_ENV])
+    arm_kill_switch()
 
 def arm_kill_switch() -> None:
-    """Ray ``worker_process_setup_hook``: while the kill-switch file exists, the first shard task
-    to take it (an atomic rename) writes its pid there and kills its own worker process."""
+    """While the kill-switch file exists, the first shard task to take it (an atomic rename)
+    writes its pid there and kills its own worker process."""
     from audit.embedders import pixels
 
     decode = pixels.thumbnails
@@ -88,15 +101,19 @@ def write_images(root: Path) -> None:
     shutil.copy(root / "blue" / "000.png", root / "blue" / "copy_of_000.png")
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A real local Ray instance for this module, its workers able to import the project and
-    armed with the kill switch's hook (inactive until a test creates the switch file)."""
+def cluster(tmp_path_factory, tiny_clip_name):
+    """A real local Ray instance for this module, its workers able to import the project, to
+    build the tiny test CLIP, and armed with the kill switch's hook (inactive until a test
+    creates the switch file)."""
     switch = tmp_path_factory.mktemp("ray_switch") / "kill.switch"
+    tiny_config = tmp_path_factory.mktemp("ray_clip") / f"{tiny_clip_name}.json"
+    tiny_config.write_text(json.dumps(TINY_CLIP_CONFIG))
     python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                 os.environ.get("PYTHONPATH")]))
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {KILL_SWITCH_ENV: str(switch), "PYTHONPATH": python_path},
-                          "worker_process_setup_hook": arm_kill_switch})
+             runtime_env={"env_vars": {KILL_SWITCH_ENV: str(switch), "PYTHONPATH": python_path,
+                                       TINY_CLIP_ENV: str(tiny_config)},
+                          "worker_process_setup_hook": prepare_worker})
     yield switch
     ray.shutdown()
 
@@ -196,6 +213,30 @@ def test_image_measures_and_hashes_run_as_ray_tasks_and_score_as_locally(cluster
     assert len(copies) >= 2, "the planted copy is found, not only agreed on"
 
 
+def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, dataset,
+                                                                 tiny_clip_name,
+                                                                 tmp_path) -> None:
+    """The run's embedder is pixels, so vl_consistency's CLIP image vectors are a second
+    embedding; it runs as shard tasks too, and scores as locally. The tiny CLIP's weights are a
+    local checkpoint file (a file counts as pretrained; random weights would be refused)."""
+    checkpoint = tmp_path / "tiny_clip.pt"
+    torch.save(load_clip(tiny_clip_name, None, "cpu").model.state_dict(), checkpoint)
+    config = {**AUDITED, "detectors": ["vl_consistency"], "clip_model": tiny_clip_name,
+              "clip_pretrained": str(checkpoint)}
+    on_ray, local = (run_audit(dataset["store"], dataset["settings"], dataset["id"],
+                               {**config, "executor": executor}) for executor in ("ray", "local"))
+    shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)
+    usable = len(scores(dataset, local).loc["vl_consistency"])
+    shards = len(row_ranges(usable, 2, MAX_SHARD_ROWS))
+    assert run_record(dataset, on_ray)["summary"]["executor"]["tasks"]["embed_shard"] == \
+        len(row_ranges(usable + 1, 2, MAX_SHARD_ROWS)) + shards      # pixels, then CLIP
+    ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
+    assert ray_scores.index.equals(local_scores.index)
+    assert np.ptp(local_scores["score"]) > 0, "the scores differ between samples"
+    assert np.abs(ray_scores["score"] - local_scores["score"]).max() <= SCORE_TOLERANCE
+    assert (ray_scores["is_issue"] == local_scores["is_issue"]).all()
+
+
 @pytest.mark.parametrize("probe", ["logistic", "mlp"])
 def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) -> None:
     features, labels = clustered_vectors(600, classes=4)
@@ -289,6 +330,56 @@ def test_the_cli_queues_an_audit_that_a_worker_runs_on_the_cluster(cluster, data
     assert_ran_on_the_cluster(dataset, run_id, address)
 
 
+INGESTED_FACTS = ["path", "label", "sha256", "width", "height", "file_size", "load_error"]
+
+
+def test_ingestion_reads_and_hashes_the_images_as_ray_tasks(cluster, dataset, tmp_path,
+                                                            monkeypatch) -> None:
+    """Each image's size, sha256 and decodability, batch by batch on Ray (batches of at most
+    40 here), are the facts the local threads find, a broken file included."""
+    monkeypatch.setattr(ingest_module, "INSPECT_BATCH", 40)
+    source = tmp_path / "colours"
+    write_images(source)
+    (source / "red" / "broken.png").write_bytes(b"not a png")
+    on_ray = RayExecutor(ray, "", None, None)
+    remote = ingest(dataset["store"], source, dataset["settings"], name="read on ray",
+                    executor=on_ray)
+    local = ingest(dataset["store"], source, dataset["settings"], name="read here")
+    remote_rows, local_rows = (dataset_store.samples_frame(dataset["store"], d)[INGESTED_FACTS]
+                               for d in (remote, local))
+    assert on_ray.facts["tasks"] == {"inspect_rows": len(row_ranges(len(local_rows), 2, 40))}
+    assert remote_rows.equals(local_rows)
+    assert local_rows["sha256"].nunique() == len(local_rows) - 1       # the copy
+    broken = local_rows.set_index("path").loc["red/broken.png"]
+    assert broken["load_error"] and broken["sha256"] is not None
+
+
+def test_the_cli_ingests_with_the_ray_executor_on_the_cluster(cluster, dataset,
+                                                              tmp_path) -> None:
+    """``python -m audit ingest --executor ray --ray-address``: the worker process it starts
+    joins the cluster, and the job's result says the images were read there."""
+    address = ray.get_runtime_context().gcs_address
+    source = tmp_path / "colours"
+    write_images(source)
+    env = {**os.environ, "AUDIT_DATA_HOME": str(dataset["home"]),
+           "AUDIT_CONFIG": str(dataset["home"] / "absent.toml")}
+    command = [sys.executable, "-m", "audit", "ingest", str(source), "--name", "cli on ray",
+               "--executor", "ray", "--ray-address", address]
+    try:
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                              text=True, timeout=900)
+    finally:
+        kill_workers_of(dataset["home"])
+    assert done.returncode == 0, done.stderr
+    job = job_store.list_jobs(dataset["store"], limit=1).iloc[0]
+    result = job_store.get_job(dataset["store"], int(job["id"]))["result"]
+    assert (result["executor"]["name"], result["executor"]["address"]) == ("ray", address)
+    assert result["executor"]["tasks"]["inspect_rows"] >= 2
+    samples = dataset_store.samples_frame(dataset["store"], result["dataset_id"])
+    assert len(samples) == 3 * PER_CLASS + len(MISLABELLED) + 1
+    assert samples["load_error"].isna().all()
+
+
 def test_the_dashboards_queue_runs_an_audit_on_the_cluster(cluster, dataset, monkeypatch) -> None:
     """The Datasets page's "Start an audit" with the Ray executor and the cluster's address; the
     worker process it starts runs the job on the cluster."""
@@ -325,9 +416,10 @@ def test_an_unknown_executor_is_a_one_line_error(dataset, monkeypatch, capsys) -
 
     monkeypatch.setenv("AUDIT_DATA_HOME", str(dataset["home"]))
     monkeypatch.setenv("AUDIT_CONFIG", str(dataset["home"] / "absent.toml"))
-    assert main(["run", "colours", "--executor", "dask"]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "'dask'" in error and "local, ray" in error
+    for command in (["run", "colours"], ["ingest", str(dataset["home"])]):
+        assert main([*command, "--executor", "dask"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "'dask'" in error and "local, ray" in error
     monkeypatch.setenv("AUDIT_EXECUTOR", "dask")
     assert main(["datasets"]) == 2
     assert "executor='dask'" in capsys.readouterr().err

@@ -35,9 +35,11 @@ def test_an_ingest_job_makes_the_dataset_and_says_which(store, settings, tmp_pat
     job = get_job(store, job_id, settings)
     (dataset,) = list_datasets(store).itertuples()
     assert (job["status"], job["kind"]) == ("succeeded", "ingest"), job["error"]
-    assert job["result"] == {"dataset_id": dataset.id} and job["dataset_id"] == dataset.id
+    assert job["result"] == {"dataset_id": dataset.id, "executor": {"name": "local"}}
+    assert job["dataset_id"] == dataset.id
     assert (dataset.name, dataset.samples) == ("pets", 8)
     assert job["config"]["source"] == str(folder.resolve())
+    assert (job["config"]["executor"], job["config"]["ray_address"]) == ("local", "")
 
 
 def test_bad_input_is_refused_before_anything_is_queued(store, settings, tmp_path,

@@ -155,9 +155,14 @@ from audit.settings import load_settings
 from audit.store import Store
 from audit.store.datasets import samples_frame
 from audit.store.flags import Decision, record_decisions
+from audit.store.jobs import log_lines
 store = Store.from_settings(load_settings())
-dataset_id = int(sys.argv[1])
+dataset_id, job_id = int(sys.argv[1]), int(sys.argv[2])
 ids = samples_frame(store, dataset_id)["sample_id"].tolist()
+deadline = time.monotonic() + 300
+while not any(message.startswith("knn took") for _, message in log_lines(store, job_id)):
+    assert time.monotonic() < deadline, "the job's kNN stage did not end within 300 s"
+    time.sleep(0.05)                   # start as the detectors start, on a machine of any speed
 written = 0
 for batch in range(100):
     decisions = [Decision(ids[(batch * 10 + i) % len(ids)], "keep", note=f"{batch}-{i}")
@@ -180,9 +185,9 @@ def test_flags_recorded_while_a_job_writes_scores_are_all_kept(store, settings, 
     spawn_worker(*WORKER_ARGS, env=WORKER_ENV)
     wait_for(lambda: job_store.get_job(store, job_id)["status"] == "running", 90, "the job",
              data_home)
-    writer = subprocess.run([sys.executable, "-c", FLAG_WRITER, str(dataset_id)],
+    writer = subprocess.run([sys.executable, "-c", FLAG_WRITER, str(dataset_id), str(job_id)],
                             env=subprocess_env, cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=420)
     assert (writer.returncode, writer.stdout.strip()) == (0, "1000"), writer.stderr
     job = wait_for(lambda: _final(job_store.get_job(store, job_id)), 120, "the job", data_home)
     assert job["status"] == "succeeded", job["error"]
