@@ -60,7 +60,8 @@ class Settings:
     loader_workers: int = _field(2, "DataLoader worker processes that decode images.")
     executor: str = _field(
         "local", "Where an audit's heavy stages (decode + embed, the probe's folds, the kNN "
-        "graph's searches) run: local (this process) or ray (Ray tasks; see docs/scaling.md)."
+        "graph's searches) and an ingest's image reading run: local (this process) or ray (Ray "
+        "tasks; see docs/scaling.md)."
     )
     ray_address: str = _field(
         "", "The Ray cluster of the ray executor: empty starts a local Ray instance for the run, "

@@ -310,22 +310,28 @@ def assert_ran_on_the_cluster(dataset, run_id: int, address: str) -> None:
     assert scores(dataset, run_id)["is_issue"].equals(scores(dataset, local)["is_issue"])
 
 
+def run_cli(dataset, *arguments: str) -> subprocess.CompletedProcess:
+    """``python -m audit ARGUMENTS`` in its own process on the dataset's data home (loader
+    workers off); the workers it started are killed afterwards; it must succeed."""
+    env = {**os.environ, "AUDIT_DATA_HOME": str(dataset["home"]),
+           "AUDIT_CONFIG": str(dataset["home"] / "absent.toml"), "AUDIT_LOADER_WORKERS": "0"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "audit", *arguments], cwd=PROJECT_ROOT,
+                              env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        kill_workers_of(dataset["home"])
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_cli_queues_an_audit_that_a_worker_runs_on_the_cluster(cluster, dataset) -> None:
     """``python -m audit run --executor ray --ray-address`` in its own process: it queues the
     job, starts a worker process, which joins the running cluster as a Ray driver."""
     address = ray.get_runtime_context().gcs_address
     shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)
-    env = {**os.environ, "AUDIT_DATA_HOME": str(dataset["home"]),
-           "AUDIT_CONFIG": str(dataset["home"] / "absent.toml"), "AUDIT_LOADER_WORKERS": "0"}
-    command = [sys.executable, "-m", "audit", "run", "colours", "--wait", "--executor", "ray",
-               "--ray-address", address, "--embedder", "pixels", "--probe", "logistic",
-               "--folds", "2", "--k", "5", "--detectors", ",".join(AUDITED["detectors"])]
-    try:
-        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
-                              text=True, timeout=900)
-    finally:
-        kill_workers_of(dataset["home"])
-    assert done.returncode == 0, done.stderr
+    done = run_cli(dataset, "run", "colours", "--wait", "--executor", "ray", "--ray-address",
+                   address, "--embedder", "pixels", "--probe", "logistic", "--folds", "2",
+                   "--k", "5", "--detectors", ",".join(AUDITED["detectors"]))
     run_id = int(done.stdout.strip().splitlines()[-1].rsplit("run ", 1)[1])
     assert_ran_on_the_cluster(dataset, run_id, address)
 
@@ -361,16 +367,8 @@ def test_the_cli_ingests_with_the_ray_executor_on_the_cluster(cluster, dataset,
     address = ray.get_runtime_context().gcs_address
     source = tmp_path / "colours"
     write_images(source)
-    env = {**os.environ, "AUDIT_DATA_HOME": str(dataset["home"]),
-           "AUDIT_CONFIG": str(dataset["home"] / "absent.toml")}
-    command = [sys.executable, "-m", "audit", "ingest", str(source), "--name", "cli on ray",
-               "--executor", "ray", "--ray-address", address]
-    try:
-        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
-                              text=True, timeout=900)
-    finally:
-        kill_workers_of(dataset["home"])
-    assert done.returncode == 0, done.stderr
+    run_cli(dataset, "ingest", str(source), "--name", "cli on ray", "--executor", "ray",
+            "--ray-address", address)
     job = job_store.list_jobs(dataset["store"], limit=1).iloc[0]
     result = job_store.get_job(dataset["store"], int(job["id"]))["result"]
     assert (result["executor"]["name"], result["executor"]["address"]) == ("ray", address)
