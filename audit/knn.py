@@ -65,10 +65,14 @@ def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
 
 def drop_self(indices: np.ndarray, similarities: np.ndarray,
               k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own index (or, when ties hid it, the farthest hit); keep k per row."""
+    """Remove each row's own index (or, when ties hid it, the farthest hit); keep k per row.
+    Every row must hold k hits besides itself (no -1, FAISS's mark of a missing hit: the
+    searches complete short rows first), else ``ValueError``: a row would keep itself."""
+    if (indices < 0).any():
+        row = int(np.argmax((indices < 0).any(axis=1)))
+        raise ValueError(f"kNN row {row} has missing hits (-1): fewer than {k} neighbours")
     rows = np.arange(len(indices))[:, None]
     is_self = indices == rows
-    is_self |= indices < 0                       # FAISS marks missing hits with -1
     extra = is_self.sum(axis=1) - (indices.shape[1] - k)
     for row in np.flatnonzero(extra < 0):        # self not among the hits: drop the farthest
         is_self[row, extra[row]:] = True

@@ -107,6 +107,11 @@ class AuditRun:
     def stage_progress(self, stage: str) -> Progress:
         return lambda fraction, message: self.report(stage, fraction, message)
 
+    def extra_embedding_progress(self, what: str) -> Progress:
+        """Progress of an embedding after the run's own (``what``: pixels, CLIP): its
+        messages, the embed stage's bar kept full."""
+        return lambda fraction, message: self.report("embed", 1.0, f"{what}: {message}")
+
     def check_cancel(self) -> None:
         if self._should_cancel is not None and self._should_cancel():
             raise Cancelled(f"run {self.run_id} was cancelled")
@@ -293,9 +298,8 @@ class AuditRun:
         self.check_cancel()
         self.log("embedding the same images as pixels, to compare")
         pixel_embedder = PixelEmbedder(self.embed_context())
-        pixels = self.executor.embed(
-            pixel_embedder, rows,
-            lambda fraction, message: self.report("embed", 1.0, f"pixels: {message}"))
+        pixels = self.executor.embed(pixel_embedder, rows,
+                                     self.extra_embedding_progress("pixels"))
         usable = np.array([r not in result.failed and r not in pixels.failed
                            for r in range(len(rows.paths))])
         agreement = compare_label_agreement(result.vectors[usable], pixels.vectors[usable],
@@ -344,9 +348,7 @@ class AuditRun:
         self.log(f"embedding {table.n:,} images with {clip.model_id} for CLIP detectors")
         rows = ImageRows(table.paths, table.sha256, table.labels)
         embedder = ClipEmbedder(clip, self.embed_context())
-        return self.executor.embed(
-            embedder, rows,
-            lambda fraction, message: self.report("embed", 1.0, f"CLIP: {message}")).vectors
+        return self.executor.embed(embedder, rows, self.extra_embedding_progress("CLIP")).vectors
 
     def load_clip_quietly(self):
         from audit.embedders.clip import load_clip

@@ -1,51 +1,63 @@
-"""The ``ray`` executor: an audit's heavy stages as Ray tasks across a cluster, their results
-back to this process in order (``audit.executors`` says what an executor does).
+"""The ``ray`` executor: an audit's heavy stages across a Ray cluster, their results back to
+this process (``audit.executors`` says what an executor does).
 
 Only this module imports ``ray``, and only when a run chose ``executor = "ray"``, so the local
 path, the CLI's validation and the dashboard never load it. The audit's process stays the only
-DuckDB writer: a task reads image files, the embedding cache (files under ``data_home``) and
-the arrays it is given, and returns arrays; it never opens the store.
+DuckDB writer: a task reads image files and the arrays it is given, and returns arrays; it
+never opens the store.
 
 What runs on Ray:
 
-- decode + embed, over shards of the samples: a task builds the run's embedder once per Ray
-  worker process and runs the per-image part of embedding on its shard (the vectors for
-  ``clip`` and ``imagenet``, the thumbnails for ``pixels``, whose PCA over the whole dataset
-  then runs here). ``cnn`` trains on the whole dataset at once, so it runs here, and the run
-  says so;
-- whatever is handed to ``map`` (``audit.executors`` lists the stages), one task per call.
+- decode + embed, as a Ray Data pipeline over the images the embedding cache does not hold
+  (the cache is read and written here), one block per batch of rows. For ``clip`` and
+  ``imagenet`` a pool of ``EncodeBatches`` actors, each building the run's model once, turns
+  batches into vectors: on a GPU cluster one actor per GPU, fed by ``decode_files`` tasks
+  that decode and transform the images on every CPU; on a CPU-only cluster one actor per CPU
+  that decodes its own batches (measured faster there than separate decode tasks, see
+  docs/benchmarks.md). ``pixels``' thumbnails need no model, so its pipeline is the decode
+  tasks alone; the PCA over the whole dataset then runs here. ``cnn`` trains on the whole
+  dataset at once, so it runs here, and the run says so;
+- whatever is handed to ``map`` (``audit.executors`` lists the stages), one Ray task per call.
   Their large inputs (the centred features, the vectors, the run's ``ImageSource``) are put in
   Ray's object store once per ``map`` and shared by every task.
 
-Tasks ask for one GPU each when the run's device is cuda, one CPU otherwise. Ray re-runs a task
-whose worker process died (``MAX_RETRIES``); progress is reported per finished task. At most
-``IN_FLIGHT_PER_SLOT`` tasks per slot are submitted ahead, so a cancel request, polled while
-tasks run, stops the stage by submitting no more and raising ``Cancelled``; the few tasks in
-flight finish and their results are dropped. ``ray.cancel`` is not used: in Ray 2.60 a cancel
+Failures: Ray re-runs a task whose worker process died and restarts an actor that died,
+re-running its batch (``MAX_RETRIES``). Progress is reported per finished batch or task.
+
+Cancel is polled between batches and tasks and never uses ``ray.cancel``: in Ray 2.60 a cancel
 racing a task's completion can abort the calling process ("Tried to complete task that was
-not pending", ray-project/ray#54846; it once killed this project's test run). See
-docs/scaling.md.
+not pending", ray-project/ray#54846; it once killed this project's test run), and Ray Data
+calls ``ray.cancel`` on the tasks in flight when a pipeline is stopped early. So ``map``
+submits at most ``IN_FLIGHT_PER_SLOT`` tasks per slot ahead and on cancel submits no more; a
+pipeline is told to stop through a ``StopFlag`` actor that every batch asks first, so the
+batches still to come return empty and the pipeline ends by itself. Either way the work in
+flight finishes, its results are dropped, and ``Cancelled`` is raised. See docs/scaling.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from audit.embedders import EmbedContext, Embedding, ImageRows, Progress, ShouldCancel
+from audit.embedders.loader import DecodedImages, FileEncoding
 from audit.errors import Cancelled, ConfigError
 from audit.executors import row_ranges
 
-SHARDED_EMBEDDERS = ("clip", "imagenet", "pixels")
-MAX_RETRIES = 3           # re-runs of a task whose Ray worker process died
-MAX_SHARD_ROWS = 4096
+PIPELINED_EMBEDDERS = ("clip", "imagenet", "pixels")
+MAX_RETRIES = 3           # re-runs of a task, or restarts of an actor, whose process died
 POLL_S = 0.5              # how often cancel is polled while tasks run
 IN_FLIGHT_PER_SLOT = 2    # tasks submitted ahead per parallel slot
-_BUILT: dict[str, object] = {}   # in a Ray worker process: the embedder each spec built there
+MAX_THUMBNAIL_ROWS = 4096  # rows per block of a pipeline without a model (thumbnails)
+# an encode actor fed by decode tasks leaves most of its CPU to them (a pool as large as the
+# CPUs, each taking a whole one, would leave none to decode: the pipeline would wait forever)
+ACTOR_CPUS_BESIDE_DECODE_TASKS = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +104,9 @@ def ray_executor(address: str, spec_of, should_cancel: ShouldCancel | None
 
 
 class RayExecutor:
-    """Embeds rows and maps functions with Ray tasks; what it did is in ``facts`` (for
-    runs.summary: the cluster, and the tasks run per function)."""
+    """Embeds rows with a Ray Data pipeline and maps functions as Ray tasks; what it did is in
+    ``facts`` (for runs.summary: the cluster, the tasks per function, the pipeline's batches
+    per stage)."""
 
     def __init__(self, ray, address: str, spec_of, should_cancel: ShouldCancel | None):
         self.ray, self.spec_of, self.should_cancel = ray, spec_of, should_cancel
@@ -104,22 +117,94 @@ class RayExecutor:
                             "max_retries": MAX_RETRIES, "tasks": {}, "ran_locally": {}}
 
     def embed(self, embedder, rows: ImageRows, progress: Progress | None) -> Embedding:
-        """``embedder.embed(rows)``, its per-image part run as Ray tasks over shards."""
-        if embedder.name not in SHARDED_EMBEDDERS:
+        """``embedder.embed(rows)``, its files decoded and encoded by a Ray Data pipeline."""
+        if embedder.name not in PIPELINED_EMBEDDERS:
             self.facts["ran_locally"][embedder.name] = "trains on the whole dataset at once"
             return embedder.embed(rows, progress, self.should_cancel)
-        if not rows.paths:
-            return embedder.embed(rows, progress, self.should_cancel)
-        spec = self.spec_of(embedder.name)
+        return embedder.embed(rows, progress, self.should_cancel,
+                              functools.partial(self.encode_files, self.spec_of(embedder.name)))
+
+    def encode_files(self, spec: "EmbedderSpec", encoding: FileEncoding, paths: list[Path],
+                     batch_size: int, workers: int, max_pixels: int,
+                     progress: Progress | None, should_cancel: ShouldCancel | None
+                     ) -> tuple[np.ndarray, dict[int, str]]:
+        """Rows of every file in order (zeros where decoding failed) and the failed positions
+        with the reason, as ``loader.encode_files_locally`` returns them, from the pipeline
+        of ``files_pipeline``. ``workers`` (DataLoader processes) means nothing here: the
+        cluster's CPUs decode."""
+        out = np.zeros((len(paths), encoding.width), dtype=encoding.dtype)
+        if not paths:
+            return out, {}
         on_gpu = spec.context.device == "cuda"
-        bounds = row_ranges(len(rows.paths), self.slots(on_gpu), MAX_SHARD_ROWS)
-        results = self.map(embed_shard, [(spec, rows_between(rows, a, b)) for a, b in bounds],
-                           progress=progress, what=f"embedding {len(rows.paths):,} images, shards",
-                           gpus=int(on_gpu))
-        per_image, failed = assemble(dict(zip((start for start, _ in bounds), results)))
-        if embedder.name == "pixels":
-            return embedder.from_thumbnails(per_image, failed)
-        return Embedding(per_image, embedder.model_id, failed)
+        rows = batch_size if encoding.encode is not None else MAX_THUMBNAIL_ROWS
+        batches = row_ranges(len(paths), self.slots(on_gpu), rows)
+        stop = self.ray.remote(StopFlag).options(num_cpus=0).remote()
+        try:
+            pipeline = self.files_pipeline(spec, encoding, paths, batches, max_pixels, stop)
+            failed = self.collect(pipeline, out, stop, progress, should_cancel)
+        finally:
+            self.ray.kill(stop)
+        out[list(failed)] = 0
+        return out, failed
+
+    def collect(self, pipeline, out: np.ndarray, stop, progress: Progress | None,
+                should_cancel: ShouldCancel | None) -> dict[int, str]:
+        """Each batch's rows into ``out`` by position as the pipeline yields them; the failed
+        positions with the reason. On cancel, ``stop`` is set and the rest drained."""
+        failed: dict[int, str] = {}
+        stopped, done = False, 0
+        for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
+            if not stopped and should_cancel is not None and should_cancel():
+                self.ray.get(stop.stop.remote())
+                stopped = True
+            if stopped:
+                continue          # the pipeline ends by itself; see the module doc
+            out[batch["position"]] = batch["rows"]
+            failed.update({int(p): str(e) for p, e in zip(batch["position"], batch["error"]) if e})
+            done += len(batch["position"])
+            if progress is not None:
+                progress(done / len(out), f"embedding on Ray Data: {done:,} of {len(out):,} "
+                         "images done")
+        if stopped:
+            raise Cancelled("cancelled while images were embedded on Ray")
+        return failed
+
+    def files_pipeline(self, spec: "EmbedderSpec", encoding: FileEncoding, paths: list[Path],
+                       batches: list[tuple[int, int]], max_pixels: int, stop):
+        """The Ray Data pipeline over ``paths``, one block per batch: ``decode_files`` tasks
+        (1 CPU each) unless the encoding has a model and the cluster no GPU, then, when it has
+        a model, a pool of ``EncodeBatches`` actors (1 GPU each on cuda; 1 CPU each, or
+        ``ACTOR_CPUS_BESIDE_DECODE_TASKS`` beside decode tasks)."""
+        import pyarrow
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        on_gpu, encodes = spec.context.device == "cuda", encoding.encode is not None
+        rows_per_batch = max(end - first for first, end in batches)
+        tasks = self.facts["tasks"]
+        files = pyarrow.table({"position": np.arange(len(paths)),
+                               "path": [str(path) for path in paths]})
+        pipeline = ray.data.from_arrow([files.slice(first, end - first)
+                                        for first, end in batches])
+        decoded_apart = decodes_in_tasks(on_gpu, encodes)
+        if decoded_apart:
+            pipeline = pipeline.map_batches(
+                decode_files, batch_size=rows_per_batch, zero_copy_batch=True,
+                fn_kwargs={"transform": encoding.transform, "shape": encoding.shape,
+                           "dtype": np.float32 if encodes else encoding.dtype,
+                           "max_pixels": max_pixels, "as_rows": not encodes, "stop": stop},
+                num_cpus=1, ray_remote_args_fn=task_retries)
+            tasks["decode_files"] = tasks.get("decode_files", 0) + len(batches)
+        if not encodes:
+            return pipeline
+        tasks["EncodeBatches"] = tasks.get("EncodeBatches", 0) + len(batches)
+        return pipeline.map_batches(
+            EncodeBatches, batch_size=rows_per_batch, zero_copy_batch=True,
+            fn_constructor_args=(spec, max_pixels, stop),
+            compute=ray.data.ActorPoolStrategy(size=self.slots(on_gpu)),
+            num_gpus=int(on_gpu), num_cpus=ACTOR_CPUS_BESIDE_DECODE_TASKS if decoded_apart else 1,
+            ray_remote_args_fn=actor_restarts)
 
     def slots(self, on_gpu: bool = False) -> int:
         """How many tasks the cluster runs at once (GPUs for GPU tasks, else CPUs)."""
@@ -157,31 +242,77 @@ class RayExecutor:
             raise Cancelled("cancelled while tasks ran on Ray")
 
 
-def rows_between(rows: ImageRows, start: int, stop: int) -> ImageRows:
-    return ImageRows(rows.paths[start:stop], rows.hashes[start:stop], rows.labels[start:stop])
+def decodes_in_tasks(on_gpu: bool, encodes: bool) -> bool:
+    """Whether ``decode_files`` tasks feed the pipeline: always without a model; with one,
+    only beside GPUs (on CPUs the actors decode their own batches: measured faster)."""
+    return on_gpu or not encodes
 
 
-def assemble(results: dict[int, tuple[np.ndarray, dict[int, str]]]
-             ) -> tuple[np.ndarray, dict[int, str]]:
-    """The shards' arrays joined in row order, and their failed rows as dataset rows."""
-    starts = sorted(results)
-    per_image = np.concatenate([results[start][0] for start in starts])
-    failed = {start + row: reason for start in starts for row, reason in results[start][1].items()}
-    return per_image, dict(sorted(failed.items()))
+def task_retries() -> dict:
+    """A pipeline task's Ray options: re-run when its process died (Ray Data's default: forever)."""
+    return {"max_retries": MAX_RETRIES}
 
 
-def embed_shard(spec: EmbedderSpec, rows: ImageRows) -> tuple[np.ndarray, dict[int, str]]:
-    """In a Ray worker process: the per-image part of embedding one shard, and its failed rows
-    (shard rows -> reason)."""
-    if spec.name == "pixels":
-        from audit.embedders import pixels
+def actor_restarts() -> dict:
+    """An encode actor's Ray options: restarted, and its batch re-run, when its process died."""
+    return {"max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
 
-        return pixels.thumbnails(rows, spec.context)
-    key = repr(spec)
-    if key not in _BUILT:
+
+class StopFlag:
+    """A Ray actor every pipeline batch asks before its work: set, the batch returns empty."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def is_stopped(self) -> bool:
+        return self.stopped
+
+
+def decode_files(batch: dict, transform: Callable, shape: tuple[int, ...], dtype: type,
+                 max_pixels: int, as_rows: bool, stop) -> dict:
+    """In a Ray task: decode and transform a batch of files (``position``, ``path``) into
+    ``tensor`` (or, ``as_rows``, flattened ``rows``) of ``dtype``, with ``error`` ("" when it
+    decoded; its tensor is zeros)."""
+    import ray
+
+    if ray.get(stop.is_stopped.remote()):
+        return {"position": batch["position"][:0], "error": np.array([], dtype=object),
+                "rows" if as_rows else "tensor": np.zeros((0, *shape), dtype)}
+    images = DecodedImages(list(batch["path"]), transform, shape, max_pixels)
+    _, tensors, errors = zip(*(images[i] for i in range(len(images))))
+    stacked = np.stack([tensor.numpy().astype(dtype, copy=False) for tensor in tensors])
+    decoded = stacked.reshape(len(stacked), -1) if as_rows else stacked
+    return {"position": batch["position"], "error": np.array(errors, dtype=object),
+            "rows" if as_rows else "tensor": decoded}
+
+
+class EncodeBatches:
+    """A Ray Data actor: the run's model built once (from an ``EmbedderSpec``), then each
+    batch -> its rows. A batch of files (no ``tensor`` column: a CPU cluster, where the actor
+    decodes its own batch) is decoded here first."""
+
+    def __init__(self, spec: EmbedderSpec, max_pixels: int, stop):
         from audit.embedders import make_embedder
 
-        _BUILT[key], _ = make_embedder(spec.name, spec.context, spec.clip_model,
-                                       spec.clip_pretrained)
-    result = _BUILT[key].embed(rows)
-    return result.vectors, result.failed
+        embedder, _ = make_embedder(spec.name, spec.context, spec.clip_model,
+                                    spec.clip_pretrained)
+        self.encoding, self.max_pixels, self.stop = embedder.file_encoding(), max_pixels, stop
+
+    def __call__(self, batch: dict) -> dict:
+        import ray
+        import torch
+
+        if "tensor" not in batch:               # decode_files asks the StopFlag itself
+            batch = decode_files(batch, self.encoding.transform, self.encoding.shape,
+                                 np.float32, self.max_pixels, False, self.stop)
+        elif ray.get(self.stop.is_stopped.remote()):
+            batch = {column: values[:0] for column, values in batch.items()}
+        if not len(batch["position"]):          # stopped
+            return {"position": batch["position"], "error": batch["error"],
+                    "rows": np.zeros((0, self.encoding.width), self.encoding.dtype)}
+        tensors = torch.from_numpy(np.require(batch["tensor"], requirements=["C", "W"]))
+        return {"position": batch["position"], "error": batch["error"],
+                "rows": self.encoding.rows_of(tensors)}

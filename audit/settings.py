@@ -57,11 +57,12 @@ class Settings:
     )
     device: str = _field("auto", "Where models run: auto (CUDA when present), cuda or cpu.")
     batch_size: int = _field(256, "Images per batch when embedding.")
-    loader_workers: int = _field(2, "DataLoader worker processes that decode images.")
+    loader_workers: int = _field(2, "DataLoader worker processes that decode images (local "
+                                    "executor; on Ray the cluster's CPUs decode).")
     executor: str = _field(
         "local", "Where an audit's heavy stages (decode + embed, the probe's folds, the kNN "
-        "graph's searches) and an ingest's image reading run: local (this process) or ray (Ray "
-        "tasks; see docs/scaling.md)."
+        "graph's searches) and an ingest's image reading run: local (this process) or ray (a "
+        "Ray Data pipeline for decode + embed, Ray tasks for the rest; see docs/scaling.md)."
     )
     ray_address: str = _field(
         "", "The Ray cluster of the ray executor: empty starts a local Ray instance for the run, "

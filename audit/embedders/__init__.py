@@ -12,6 +12,9 @@
 
 Every embedder caches its vectors under ``<data_home>/embeddings/<model id>/`` by sample
 sha256 (see ``cache``), so a rerun with other detector settings does not recompute them.
+``clip``, ``imagenet`` and ``pixels`` work file by file (``loader.FileEncoding``); their
+``embed`` also takes ``encode_files``, the function that decodes and encodes the files the
+cache lacks (in this process by default; the Ray executor passes its pipeline).
 """
 
 from __future__ import annotations

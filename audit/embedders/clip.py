@@ -23,8 +23,8 @@ import torch
 
 from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
                              l2_normalise)
-from audit.embedders.cache import EmbeddingCache, encode_with_cache
-from audit.embedders.loader import DecodedImages, decoded_batches
+from audit.embedders.loader import (EncodeFiles, FileEncoding, encode_cached,
+                                    encode_files_locally)
 from audit.errors import ConfigError, ModelUnavailableError
 
 HUB_HOST = "huggingface.co"
@@ -45,10 +45,10 @@ def resolve_device(device: str) -> str:
 class ClipModel:
     """A loaded open_clip model with its preprocessing and tokenizer.
 
-    ``encode_images(paths)``, ``encode_pil(images)`` and ``encode_texts(texts)`` return
-    L2-normalised float32 rows. ``image_embeddings`` is set by the audit plan when the run's
-    embeddings came from this model (row-aligned with the detector inputs), so detectors need
-    not encode the images twice.
+    ``encode_tensor(batch)``, ``encode_pil(images)`` and ``encode_texts(texts)`` return
+    L2-normalised float32 rows; ``file_encoding()`` says how image files become them.
+    ``image_embeddings`` is set by the audit plan when the run's embeddings came from this model
+    (row-aligned with the detector inputs), so detectors need not encode the images twice.
     """
 
     def __init__(self, model, preprocess, tokenizer, model_id: str, pretrained: bool, device: str):
@@ -76,20 +76,10 @@ class ClipModel:
                   for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 
-    def encode_images(self, paths: list[Path], batch_size: int = 256, workers: int = 0,
-                      max_pixels: int = 100_000_000, progress: Progress | None = None,
-                      should_cancel: ShouldCancel | None = None
-                      ) -> tuple[np.ndarray, dict[int, str]]:
-        """Decode files in DataLoader workers and encode them; failed rows are zeros."""
-        dataset = DecodedImages(list(paths), self.preprocess, self.image_shape, max_pixels)
-        out = np.zeros((len(paths), self.embed_dim), dtype=np.float32)
-        failed: dict[int, str] = {}
-        for rows, tensors, errors in decoded_batches(dataset, batch_size, workers, progress,
-                                                     should_cancel):
-            out[rows] = self.encode_tensor(tensors)
-            failed.update({int(r): e for r, e in zip(rows, errors) if e})
-        out[list(failed)] = 0.0
-        return out, failed
+    def file_encoding(self) -> FileEncoding:
+        """Image files -> vectors: open_clip's preprocessing, then the image tower."""
+        return FileEncoding(self.model_id, self.preprocess, self.image_shape, self.embed_dim,
+                            np.float32, self.encode_tensor)
 
     @property
     def logit_scale(self) -> float:
@@ -121,17 +111,14 @@ class ClipEmbedder:
         self.clip, self.context, self.model_id = clip, context, clip.model_id
 
     def embed(self, rows: ImageRows, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Embedding:
-        cache = EmbeddingCache(self.context.data_home, self.model_id)
-
-        def compute(missing: list[int]):
-            vectors, failed = self.clip.encode_images(
-                [rows.paths[r] for r in missing], self.context.batch_size,
-                self.context.loader_workers, self.context.max_image_pixels, progress, should_cancel)
-            return vectors, {missing[r]: reason for r, reason in failed.items()}
-
-        vectors, failed = encode_with_cache(cache, rows.hashes, compute)
+              should_cancel: ShouldCancel | None = None,
+              encode_files: EncodeFiles = encode_files_locally) -> Embedding:
+        vectors, failed = encode_cached(self.clip.file_encoding(), rows.paths, rows.hashes,
+                                        self.context, encode_files, progress, should_cancel)
         return Embedding(vectors, self.model_id, failed)
+
+    def file_encoding(self) -> FileEncoding:
+        return self.clip.file_encoding()
 
 
 def load_clip(model_name: str, pretrained: str | None, device: str = "auto") -> ClipModel:

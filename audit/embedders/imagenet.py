@@ -30,8 +30,8 @@ from PIL import Image
 
 from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
                              l2_normalise)
-from audit.embedders.cache import EmbeddingCache, encode_with_cache
-from audit.embedders.loader import DecodedImages, decoded_batches
+from audit.embedders.loader import (EncodeFiles, FileEncoding, encode_cached,
+                                    encode_files_locally)
 from audit.errors import ConfigError, ModelUnavailableError
 
 
@@ -163,7 +163,7 @@ def _stage_width(model: torch.nn.Module, index: int) -> int:
 
 
 class ImagenetEmbedder:
-    """The ``imagenet`` embedder: decoding in DataLoader workers, batched, cached per image."""
+    """The ``imagenet`` embedder: decoded, batched, cached per image (``loader``)."""
 
     name = "imagenet"
 
@@ -174,26 +174,14 @@ class ImagenetEmbedder:
         self.model_id = self.network.model_id
 
     def embed(self, rows: ImageRows, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Embedding:
-        cache = EmbeddingCache(self.context.data_home, self.model_id)
-
-        def compute(missing: list[int]) -> tuple[np.ndarray, dict[int, str]]:
-            return self._encode([rows.paths[r] for r in missing], missing, progress,
-                                should_cancel)
-
-        vectors, failed = encode_with_cache(cache, rows.hashes, compute)
+              should_cancel: ShouldCancel | None = None,
+              encode_files: EncodeFiles = encode_files_locally) -> Embedding:
+        vectors, failed = encode_cached(self.file_encoding(), rows.paths, rows.hashes,
+                                        self.context, encode_files, progress, should_cancel)
         return Embedding(vectors, self.model_id, failed)
 
-    def _encode(self, paths: list[Path], missing: list[int], progress: Progress | None,
-                should_cancel: ShouldCancel | None) -> tuple[np.ndarray, dict[int, str]]:
+    def file_encoding(self) -> FileEncoding:
+        """Image files -> vectors: resized and scaled, then the network's pooled maps."""
         size = self.network.size
-        dataset = DecodedImages(paths, image_transform(size), (3, size, size),
-                                self.context.max_image_pixels)
-        out = np.zeros((len(paths), self.network.dim), dtype=np.float32)
-        failed: dict[int, str] = {}
-        for batch_rows, tensors, errors in decoded_batches(
-                dataset, self.context.batch_size, self.context.loader_workers, progress,
-                should_cancel):
-            out[batch_rows] = self.network.features(tensors)
-            failed.update({missing[r]: e for r, e in zip(batch_rows, errors) if e})
-        return out, failed
+        return FileEncoding(self.model_id, image_transform(size), (3, size, size),
+                            self.network.dim, np.float32, self.network.features)

@@ -13,8 +13,8 @@ from sklearn.decomposition import PCA
 
 from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
                              l2_normalise)
-from audit.embedders.cache import EmbeddingCache, encode_with_cache
-from audit.embedders.loader import DecodedImages, decoded_batches
+from audit.embedders.loader import (EncodeFiles, FileEncoding, encode_cached,
+                                    encode_files_locally)
 
 THUMB_SIDE = 32
 THUMB_SHAPE = (THUMB_SIDE, THUMB_SIDE, 3)
@@ -27,29 +27,18 @@ def to_thumbnail(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy())
 
 
+THUMBNAILS = FileEncoding(f"thumbnails-{THUMB_SIDE}", to_thumbnail, THUMB_SHAPE,
+                          int(np.prod(THUMB_SHAPE)), np.uint8)
+
+
 def thumbnails(rows: ImageRows, context: EmbedContext, progress: Progress | None = None,
-               should_cancel: ShouldCancel | None = None) -> tuple[np.ndarray, dict[int, str]]:
+               should_cancel: ShouldCancel | None = None,
+               encode_files: EncodeFiles = encode_files_locally
+               ) -> tuple[np.ndarray, dict[int, str]]:
     """uint8 (n, 32, 32, 3) thumbnails of every row (cached), and rows that failed to decode."""
-    cache = EmbeddingCache(context.data_home, f"thumbnails-{THUMB_SIDE}")
-
-    def compute(missing: list[int]) -> tuple[np.ndarray, dict[int, str]]:
-        dataset = DecodedImages([rows.paths[r] for r in missing], to_thumbnail, THUMB_SHAPE,
-                                context.max_image_pixels)
-        return _collect(dataset, missing, context, progress, should_cancel)
-
-    flat, failed = encode_with_cache(cache, rows.hashes, compute)
+    flat, failed = encode_cached(THUMBNAILS, rows.paths, rows.hashes, context, encode_files,
+                                 progress, should_cancel)
     return flat.reshape(-1, *THUMB_SHAPE), failed
-
-
-def _collect(dataset: DecodedImages, missing: list[int], context: EmbedContext,
-             progress: Progress | None, should_cancel: ShouldCancel | None):
-    out = np.zeros((len(missing), int(np.prod(THUMB_SHAPE))), dtype=np.uint8)
-    failed: dict[int, str] = {}
-    for batch_rows, tensors, errors in decoded_batches(
-            dataset, context.batch_size, context.loader_workers, progress, should_cancel):
-        out[batch_rows] = tensors.reshape(len(batch_rows), -1).numpy()
-        failed.update({missing[r]: e for r, e in zip(batch_rows, errors) if e})
-    return out, failed
 
 
 def pixel_pca(thumbs: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
@@ -74,8 +63,9 @@ class PixelEmbedder:
         self.model_id = f"pixels-{THUMB_SIDE}px-pca{PCA_DIMS}"
 
     def embed(self, rows: ImageRows, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Embedding:
-        thumbs, failed = thumbnails(rows, self.context, progress, should_cancel)
+              should_cancel: ShouldCancel | None = None,
+              encode_files: EncodeFiles = encode_files_locally) -> Embedding:
+        thumbs, failed = thumbnails(rows, self.context, progress, should_cancel, encode_files)
         return self.from_thumbnails(thumbs, failed)
 
     def from_thumbnails(self, thumbs: np.ndarray, failed: dict[int, str]) -> Embedding:

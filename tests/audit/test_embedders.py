@@ -14,6 +14,7 @@ from audit.embedders import EmbedContext, ImageRows, make_embedder
 from audit.embedders.cache import EmbeddingCache, safe_model_dir_name
 from audit.embedders.clip import ClipEmbedder, load_clip
 from audit.embedders.cnn import CnnEmbedder
+from audit.embedders.loader import encode_files_locally
 from audit.embedders.pixels import PixelEmbedder
 from audit.errors import ConfigError, ModelUnavailableError
 
@@ -48,7 +49,8 @@ def test_tiny_clip_encodes_images_and_texts(tiny_clip_name, tmp_path):
     rows = write_images(tmp_path / "img", two_colours(3))
     broken = tmp_path / "img" / "broken.png"
     broken.write_bytes(b"not a png")
-    vectors, failed = clip.encode_images(rows.paths + [broken], batch_size=4, workers=1)
+    vectors, failed = encode_files_locally(clip.file_encoding(), rows.paths + [broken],
+                                           batch_size=4, workers=1, max_pixels=10_000_000)
     assert vectors.shape == (7, 32) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors[:6], axis=1), 1.0, atol=1e-5)
     assert list(failed) == [6] and "broken.png" in failed[6] and not vectors[6].any()

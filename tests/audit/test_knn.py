@@ -81,6 +81,13 @@ def test_rows_of_a_cell_that_few_rows_probe_still_get_k_real_neighbours():
         assert len(set(graph.indices[row]) & set(exact.indices[row])) >= 7
 
 
+def test_drop_self_refuses_a_row_with_missing_hits():
+    """A row padded with -1 would keep itself among its neighbours; refused, not returned."""
+    indices = np.array([[0, 1, 2], [1, 0, -1]])
+    with pytest.raises(ValueError, match="row 1 has missing hits"):
+        drop_self(indices, np.ones((2, 3), np.float32), 2)
+
+
 def test_chunked_torch_search_equals_faiss(monkeypatch):
     import audit.knn as knn
 

@@ -27,6 +27,7 @@ from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
 from audit.detectors import image_quality, near_duplicate
 from audit.detectors.training_dynamics import HeadConfig, training_dynamics
+from audit.embedders import EmbedContext, ImageRows, make_embedder
 from audit.embedders.clip import load_clip
 from audit.errors import Cancelled, ConfigError
 from audit.executors import row_ranges
@@ -34,7 +35,8 @@ from audit.ingest import ingest
 from audit.knn import build_knn_graph
 from audit.plan import run_audit
 from audit.probe import cross_fit_probe
-from audit.ray_executor import MAX_SHARD_ROWS, RayExecutor
+from audit import ray_executor
+from audit.ray_executor import MAX_THUMBNAIL_ROWS, RayExecutor
 from audit.settings import load_settings
 from audit.store import Store
 from audit.store import datasets as dataset_store
@@ -49,6 +51,7 @@ BROKEN_AFTER_INGEST = "red/041.png"      # decodes at ingestion, truncated befor
 AUDITED = {"embedder": "pixels", "probe": "logistic", "folds": 2, "k": 5, "loader_workers": 0,
            "detectors": ["label_issue", "knn_label", "outlier", "near_duplicate", "overall"]}
 SCORE_TOLERANCE = 1e-4
+BATCH_SIZE = load_settings(toml_path=Path("absent.toml"), env={}).batch_size
 JSON_COLUMNS = ("config", "summary", "notes", "timings")
 KILL_SWITCH_ENV = "SIEVE_TEST_RAY_KILL_SWITCH"
 TINY_CLIP_ENV = "SIEVE_TEST_TINY_CLIP_CONFIG"
@@ -62,23 +65,28 @@ def prepare_worker() -> None:
     arm_kill_switch()
 
 def arm_kill_switch() -> None:
-    """While the kill-switch file exists, the first shard task to take it (an atomic rename)
-    writes its pid there and kills its own worker process."""
-    from audit.embedders import pixels
+    """While the kill-switch file exists, the first decode task (text ``decode``) or encode
+    actor (text ``encode``) to take it (an atomic rename) writes its pid there and kills its
+    own worker process."""
+    from audit.embedders.loader import DecodedImages
+    from audit.ray_executor import EncodeBatches
 
-    decode = pixels.thumbnails
+    def or_die(stage: str, work):
+        def work_or_die(self, *args):
+            switch = Path(os.environ[KILL_SWITCH_ENV])
+            fired = switch.with_suffix(".fired")
+            try:
+                if switch.read_text() != stage:
+                    return work(self, *args)
+                switch.rename(fired)
+            except FileNotFoundError:
+                return work(self, *args)
+            fired.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return work_or_die
 
-    def thumbnails_or_die(rows, context, *args):
-        switch = Path(os.environ[KILL_SWITCH_ENV])
-        fired = switch.with_suffix(".fired")
-        try:
-            switch.rename(fired)
-        except FileNotFoundError:
-            return decode(rows, context, *args)
-        fired.write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    pixels.thumbnails = thumbnails_or_die
+    DecodedImages.__getitem__ = or_die("decode", DecodedImages.__getitem__)
+    EncodeBatches.__call__ = or_die("encode", EncodeBatches.__call__)
 
 def write_images(root: Path) -> None:
     """Three colour classes of noisy 24-pixel squares, a few filed under the wrong class and one
@@ -131,10 +139,10 @@ def dataset(tmp_path_factory):
     broken.write_bytes(broken.read_bytes()[:60])
     return {"home": home, "settings": settings, "store": store, "id": dataset_id}
 
-def audit(dataset, executor: str, **hooks) -> int:
+def audit(dataset, executor: str, config: dict = AUDITED, **hooks) -> int:
     shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)   # decode every image
     return run_audit(dataset["store"], dataset["settings"], dataset["id"],
-                     {**AUDITED, "executor": executor}, **hooks)
+                     {**config, "executor": executor}, **hooks)
 
 def run_record(dataset, run_id: int) -> dict:
     """The run's row, its JSON columns read."""
@@ -154,7 +162,7 @@ def test_ray_audit_gives_the_flags_and_scores_of_the_local_one(cluster, dataset)
     assert ray_run["status"] == local_run["status"] == "succeeded"
     assert ray_run["config"]["executor"] == "ray" and local_run["config"]["executor"] == "local"
     executor = ray_run["summary"]["executor"]
-    assert executor["name"] == "ray" and executor["tasks"]["embed_shard"] > 1
+    assert executor["name"] == "ray" and executor["tasks"]["decode_files"] > 1
     assert executor["tasks"]["fold_probabilities"] == AUDITED["folds"]
     assert local_run["summary"]["executor"] == {"name": "local"}
     assert ray_run["notes"]["embedding"] == local_run["notes"]["embedding"]
@@ -182,7 +190,7 @@ def test_cancel_during_the_ray_embed_stage_ends_the_run_cancelled(cluster, datas
     assert "embed" not in run["timings"], "the embed stage was cut short, not finished"
 
 def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> None:
-    cluster.touch()
+    cluster.write_text("decode")
     run_id = audit(dataset, "ray")
     killed = cluster.with_suffix(".fired")
     assert killed.exists(), "a shard task took the switch and killed its worker process"
@@ -217,24 +225,51 @@ def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, datase
                                                                  tiny_clip_name,
                                                                  tmp_path) -> None:
     """The run's embedder is pixels, so vl_consistency's CLIP image vectors are a second
-    embedding; it runs as shard tasks too, and scores as locally. The tiny CLIP's weights are a
-    local checkpoint file (a file counts as pretrained; random weights would be refused)."""
+    embedding; it runs on Ray Data too (on CPUs: CLIP actors that decode their own batches),
+    survives an encode actor killed mid-stage, and scores as locally. The tiny CLIP's weights are a local
+    checkpoint file (a file counts as pretrained; random weights would be refused)."""
     checkpoint = tmp_path / "tiny_clip.pt"
     torch.save(load_clip(tiny_clip_name, None, "cpu").model.state_dict(), checkpoint)
     config = {**AUDITED, "detectors": ["vl_consistency"], "clip_model": tiny_clip_name,
               "clip_pretrained": str(checkpoint)}
-    on_ray, local = (run_audit(dataset["store"], dataset["settings"], dataset["id"],
-                               {**config, "executor": executor}) for executor in ("ray", "local"))
-    shutil.rmtree(dataset["home"] / "embeddings", ignore_errors=True)
+    cluster.write_text("encode")
+    on_ray, local = (audit(dataset, executor, config=config) for executor in ("ray", "local"))
+    killed = cluster.with_suffix(".fired")
+    assert killed.exists(), "an encode actor took the switch and killed its process"
+    killed.unlink()
     usable = len(scores(dataset, local).loc["vl_consistency"])
-    shards = len(row_ranges(usable, 2, MAX_SHARD_ROWS))
-    assert run_record(dataset, on_ray)["summary"]["executor"]["tasks"]["embed_shard"] == \
-        len(row_ranges(usable + 1, 2, MAX_SHARD_ROWS)) + shards      # pixels, then CLIP
+    tasks = run_record(dataset, on_ray)["summary"]["executor"]["tasks"]
+    assert tasks["decode_files"] == len(row_ranges(usable + 1, 2, MAX_THUMBNAIL_ROWS))  # pixels
+    assert tasks["EncodeBatches"] == len(row_ranges(usable, 2, BATCH_SIZE))  # CLIP, decoding too
     ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
     assert ray_scores.index.equals(local_scores.index)
     assert np.ptp(local_scores["score"]) > 0, "the scores differ between samples"
     assert np.abs(ray_scores["score"] - local_scores["score"]).max() <= SCORE_TOLERANCE
     assert (ray_scores["is_issue"] == local_scores["is_issue"]).all()
+
+
+def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(cluster, tiny_clip_name,
+                                                                 tmp_path, monkeypatch) -> None:
+    """Beside GPUs, decode_files tasks feed the encode actors. That shape, forced here on CPUs,
+    gives the local CLIP vectors (within 1e-5) and the same failed row."""
+    monkeypatch.setattr(ray_executor, "decodes_in_tasks", lambda on_gpu, encodes: True)
+    checkpoint = tmp_path / "tiny_clip.pt"
+    torch.save(load_clip(tiny_clip_name, None, "cpu").model.state_dict(), checkpoint)
+    write_images(tmp_path / "colours")
+    paths = sorted((tmp_path / "colours").rglob("*.png"))
+    paths[5].write_bytes(b"not a png")
+    rows = ImageRows(paths, [f"{i:064x}" for i in range(len(paths))], np.zeros(len(paths), int))
+    context = EmbedContext(tmp_path / "home", 10_000_000, 16, 0, "cpu", 0, 2)
+    embedder, _ = make_embedder("clip", context, tiny_clip_name, str(checkpoint))
+    local = embedder.embed(rows)
+    shutil.rmtree(tmp_path / "home")
+    spec = ray_executor.EmbedderSpec("clip", context, tiny_clip_name, str(checkpoint))
+    on_ray = RayExecutor(ray, "", lambda name: spec, None)
+    remote = on_ray.embed(embedder, rows, None)
+    batches = len(row_ranges(len(paths), 2, 16))
+    assert on_ray.facts["tasks"] == {"decode_files": batches, "EncodeBatches": batches}
+    assert list(remote.failed) == list(local.failed) == [5]
+    assert np.abs(remote.vectors - local.vectors).max() <= 1e-5
 
 
 @pytest.mark.parametrize("probe", ["logistic", "mlp"])
@@ -304,7 +339,7 @@ def assert_ran_on_the_cluster(dataset, run_id: int, address: str) -> None:
     assert (run["config"]["executor"], run["config"]["ray_address"]) == ("ray", address)
     executor = run["summary"]["executor"]
     assert (executor["name"], executor["address"]) == ("ray", address)
-    assert executor["tasks"]["embed_shard"] > 1
+    assert executor["tasks"]["decode_files"] > 1
     local = run_audit(dataset["store"], dataset["settings"], dataset["id"],
                       {**run["config"], "executor": "local", "ray_address": ""})
     assert scores(dataset, run_id)["is_issue"].equals(scores(dataset, local)["is_issue"])
