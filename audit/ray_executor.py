@@ -128,8 +128,8 @@ class RayExecutor:
                      batch_size: int, workers: int, max_pixels: int,
                      progress: Progress | None, should_cancel: ShouldCancel | None
                      ) -> tuple[np.ndarray, dict[int, str]]:
-        """Rows of every file in order (zeros where decoding failed) and the failed positions
-        with the reason, as ``loader.encode_files_locally`` returns them, from the pipeline
+        """Rows of every file in order and the failed positions with the reason, as
+        ``loader.encode_files_locally`` returns them, from the pipeline
         of ``files_pipeline``. ``workers`` (DataLoader processes) means nothing here: the
         cluster's CPUs decode."""
         out = np.zeros((len(paths), encoding.width), dtype=encoding.dtype)
@@ -144,7 +144,6 @@ class RayExecutor:
             failed = self.collect(pipeline, out, stop, progress, should_cancel)
         finally:
             self.ray.kill(stop)
-        out[list(failed)] = 0
         return out, failed
 
     def collect(self, pipeline, out: np.ndarray, stop, progress: Progress | None,
@@ -182,7 +181,6 @@ class RayExecutor:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         on_gpu, encodes = spec.context.device == "cuda", encoding.encode is not None
         rows_per_batch = max(end - first for first, end in batches)
-        tasks = self.facts["tasks"]
         files = pyarrow.table({"position": np.arange(len(paths)),
                                "path": [str(path) for path in paths]})
         pipeline = ray.data.from_arrow([files.slice(first, end - first)
@@ -195,16 +193,20 @@ class RayExecutor:
                            "dtype": np.float32 if encodes else encoding.dtype,
                            "max_pixels": max_pixels, "as_rows": not encodes, "stop": stop},
                 num_cpus=1, ray_remote_args_fn=task_retries)
-            tasks["decode_files"] = tasks.get("decode_files", 0) + len(batches)
+            self.count_tasks("decode_files", len(batches))
         if not encodes:
             return pipeline
-        tasks["EncodeBatches"] = tasks.get("EncodeBatches", 0) + len(batches)
+        self.count_tasks("EncodeBatches", len(batches))
         return pipeline.map_batches(
             EncodeBatches, batch_size=rows_per_batch, zero_copy_batch=True,
             fn_constructor_args=(spec, max_pixels, stop),
             compute=ray.data.ActorPoolStrategy(size=self.slots(on_gpu)),
             num_gpus=int(on_gpu), num_cpus=ACTOR_CPUS_BESIDE_DECODE_TASKS if decoded_apart else 1,
             ray_remote_args_fn=actor_restarts)
+
+    def count_tasks(self, name: str, count: int) -> None:
+        """Add ``count`` tasks (or pipeline batches) of ``name`` to the run's facts."""
+        self.facts["tasks"][name] = self.facts["tasks"].get(name, 0) + count
 
     def slots(self, on_gpu: bool = False) -> int:
         """How many tasks the cluster runs at once (GPUs for GPU tasks, else CPUs)."""
@@ -218,8 +220,7 @@ class RayExecutor:
         task = self.ray.remote(function).options(max_retries=MAX_RETRIES, num_cpus=1,
                                                  num_gpus=gpus)
         shared_refs = {name: self.ray.put(value) for name, value in (shared or {}).items()}
-        tasks = self.facts["tasks"]
-        tasks[function.__name__] = tasks.get(function.__name__, 0) + len(arguments)
+        self.count_tasks(function.__name__, len(arguments))
         unsubmitted = list(enumerate(arguments))[::-1]
         in_flight = IN_FLIGHT_PER_SLOT * self.slots(on_gpu=gpus > 0)
         pending: dict[object, int] = {}

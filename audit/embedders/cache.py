@@ -92,14 +92,17 @@ def encode_with_cache(cache: EmbeddingCache, hashes: list[str],
     """Vectors for every row: cached ones read back, the others computed and stored.
 
     ``compute(rows)`` returns the vectors of those rows (in that order) and a map row -> reason
-    for rows that failed; failed rows are zeros in the result and are never cached.
+    for rows that failed (whatever their vectors hold); failed rows are zeros in the result and
+    are never cached.
     """
     found, missing = cache.lookup(hashes)
     computed, failed = compute(missing) if missing else (None, {})
     kept = [i for i, row in enumerate(missing) if row not in failed]
     if computed is not None:
         cache.store([hashes[missing[i]] for i in kept], computed[kept])
-    return _assemble(hashes, found, computed, missing), failed
+    vectors = _assemble(hashes, found, computed, missing)
+    vectors[list(failed)] = 0
+    return vectors, failed
 
 
 def _assemble(hashes: list[str], found: dict[str, np.ndarray], computed: np.ndarray | None,

@@ -7,8 +7,8 @@ this process, decoding in DataLoader worker processes (``encode_files_locally``)
 executor runs the same two steps as a Ray Data pipeline (``audit.ray_executor``).
 
 Each item is decoded with ``audit.images.load_rgb`` (the safe decoder). A file that no longer
-decodes does not stop the batch: its row is reported with the reason, its output row is zeros,
-and the embedder leaves it out of the run.
+decodes does not stop the batch: its row is reported with the reason, zeroed by
+``encode_cached``, and the embedder leaves it out of the run.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class FileEncoding:
 
 
 # encode_files(encoding, paths, batch_size, loader_workers, max_pixels, progress,
-#              should_cancel) -> (rows in path order, {position: reason})
+#              should_cancel) -> (rows in path order, {failed position: reason})
 EncodeFiles = Callable[..., tuple[np.ndarray, dict[int, str]]]
 
 
@@ -59,8 +59,9 @@ def encode_files_locally(encoding: FileEncoding, paths: list[Path], batch_size: 
                          workers: int, max_pixels: int, progress: Progress | None = None,
                          should_cancel: ShouldCancel | None = None
                          ) -> tuple[np.ndarray, dict[int, str]]:
-    """Rows of every file in order (zeros where decoding failed) and the failed positions
-    with the reason; decoding in ``workers`` DataLoader processes."""
+    """Rows of every file in order and the failed positions with the reason (their rows are
+    what the encoding made of a blank image; ``encode_cached`` zeroes them); decoding in
+    ``workers`` DataLoader processes."""
     dataset = DecodedImages(list(paths), encoding.transform, encoding.shape, max_pixels)
     out = np.zeros((len(paths), encoding.width), dtype=encoding.dtype)
     failed: dict[int, str] = {}
@@ -68,7 +69,6 @@ def encode_files_locally(encoding: FileEncoding, paths: list[Path], batch_size: 
                                                  should_cancel):
         out[rows] = encoding.rows_of(tensors)
         failed.update({int(r): e for r, e in zip(rows, errors) if e})
-    out[list(failed)] = 0
     return out, failed
 
 

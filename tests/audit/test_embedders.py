@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from audit.embedders import EmbedContext, ImageRows, make_embedder
-from audit.embedders.cache import EmbeddingCache, safe_model_dir_name
+from audit.embedders.cache import EmbeddingCache, encode_with_cache, safe_model_dir_name
 from audit.embedders.clip import ClipEmbedder, load_clip
 from audit.embedders.cnn import CnnEmbedder
 from audit.embedders.loader import encode_files_locally
@@ -53,7 +53,7 @@ def test_tiny_clip_encodes_images_and_texts(tiny_clip_name, tmp_path):
                                            batch_size=4, workers=1, max_pixels=10_000_000)
     assert vectors.shape == (7, 32) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors[:6], axis=1), 1.0, atol=1e-5)
-    assert list(failed) == [6] and "broken.png" in failed[6] and not vectors[6].any()
+    assert list(failed) == [6] and "broken.png" in failed[6]
     texts = clip.encode_texts(["a photo of a cat", "a photo of a dog", "a photo of a cat"])
     np.testing.assert_allclose(texts[0], texts[2], atol=1e-6)
     assert np.abs(texts[0] - texts[1]).max() > 1e-3
@@ -119,6 +119,17 @@ def test_second_run_reads_the_cache_and_encodes_only_new_images(tiny_clip_name, 
     np.testing.assert_array_equal(third[:10], first)
     folder = data_home / "embeddings" / safe_model_dir_name(clip.model_id)
     assert len(list(folder.glob("part-*.npy"))) == 2
+
+
+def test_failed_rows_are_zeros_and_never_cached(data_home):
+    """Whatever ``compute`` made of a row that failed (a blank image's vector), the result holds
+    zeros there and the cache does not keep it."""
+    cache = EmbeddingCache(data_home, "model")
+    vectors, failed = encode_with_cache(cache, ["a", "b"], lambda rows: (
+        np.ones((len(rows), 3), np.float32), {1: "b.png: broken"}))
+    assert failed == {1: "b.png: broken"}
+    assert vectors[0].tolist() == [1, 1, 1] and not vectors[1].any()
+    assert cache.lookup(["a", "b"])[1] == [1]
 
 
 def test_cache_lookup_is_keyed_by_content_hash(data_home):
