@@ -17,7 +17,8 @@ from audit.store import jobs as job_store
 from audit.store import runs as run_store
 from audit.store.datasets import samples_frame
 from tests.dashboard.conftest import APP
-from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, chromium, demo_copy_env, serving
+from tests.dashboard.server import CHROMIUM, PROJECT_ROOT, WAIT_MS, chromium, demo_copy_env, \
+    serving, wait_until_still
 from tests.dashboard.test_escaping import SCRIPT, _assert_inert, hostile  # noqa: F401
 
 TIMEOUT = 60
@@ -226,16 +227,27 @@ def test_from_a_finished_rerun_to_its_changes_in_a_real_browser(demo_store_templ
         _click_until(show, main.get_by_text("3 matching samples"))
 
 
-def _click_until(target, appears, tries: int = 6) -> None:
-    """Click ``target`` until ``appears`` shows. While the page's charts and tables draw,
-    the layout still moves and a click can land beside its target."""
+def _click_until(target, appears, tries: int = 5) -> None:
+    """Click ``target`` until ``appears`` shows. Each click waits until the app is still and
+    the target is scrolled into view: a selectbox opened by the click that also scrolls it
+    into view closes again on the scroll event that follows, and a click during a run can
+    land on an element the run then redraws."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    page = target.page
     for _ in range(tries):
-        target.click(timeout=120_000)     # generous: on a busy machine a rerun can take long
+        wait_until_still(page)
+        if appears.is_visible():      # an earlier click took effect after its wait ended
+            return
         try:
-            appears.wait_for(state="visible", timeout=60_000)
+            target.scroll_into_view_if_needed(timeout=WAIT_MS)
+            page.evaluate(AFTER_TWO_FRAMES)       # the scroll's event has been handled
+            target.click(timeout=WAIT_MS)
+            appears.wait_for(state="visible", timeout=WAIT_MS)
             return
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"{appears} did not show after {tries} clicks on {target}")
+
+
+AFTER_TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
