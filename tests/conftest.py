@@ -56,6 +56,24 @@ def demo_audited_by_the_cli(tmp_path_factory) -> dict:
     kill_workers_of(home)
 
 
+CIFAR_ROWS = 3000
+
+
+@pytest.fixture(scope="session")
+def cifar_head() -> dict:
+    """The first 3,000 CIFAR-10N images' arrays and labels, with their ``imagenet`` vectors
+    (embedded once per test session: the embedder test and the quality floors share them).
+    Skips where the benchmark data set is absent."""
+    import numpy as np
+
+    from bench.bench_quality import CIFAR_PATH, imagenet_vectors
+
+    if not CIFAR_PATH.exists():
+        pytest.skip(f"{CIFAR_PATH} is absent (a benchmark data set, not shipped with Sieve)")
+    data = {key: value[:CIFAR_ROWS] for key, value in np.load(CIFAR_PATH).items()}
+    return {**data, "imagenet": imagenet_vectors(data["images"])}
+
+
 @pytest.fixture
 def data_home(tmp_path: Path) -> Path:
     home = tmp_path / "data"

@@ -11,7 +11,6 @@ from audit.embedders import make_embedder
 from audit.embedders.imagenet import (VARIANTS, ImagenetEmbedder, ImagenetNetwork, Variant,
                                       image_transform, weights_path)
 from audit.errors import ModelUnavailableError
-from bench.bench_quality import CIFAR_PATH
 from tests.audit.test_embedders import context, two_colours, write_images
 
 
@@ -89,18 +88,12 @@ def test_auto_records_why_clip_was_not_used(data_home):
 
 
 @pytest.mark.slow
-def test_features_of_real_photos_carry_their_class():
-    """On 1,000 CIFAR-10 images a cross-fitted probe on these features must be far above what
-    untrained networks give (about 0.3); the measured figure is about 0.7."""
-    if not CIFAR_PATH.exists():
-        pytest.skip(f"{CIFAR_PATH} is absent (a benchmark data set, not shipped with Sieve)")
+def test_features_of_real_photos_carry_their_class(cifar_head):
+    """On 1,000 CIFAR-10 images a cross-fitted logistic probe on these features must be far
+    above what untrained networks give (about 0.3); measured: 0.745 (the mlp probe: 0.749)."""
     from audit.probe import cross_fit_probe
 
-    data = np.load(CIFAR_PATH)
-    images, labels = data["images"][:1000], data["clean_label"][:1000].astype(np.int64)
-    network, transform = ImagenetNetwork("lite0", 160), image_transform(160)
-    vectors = np.concatenate([network.features(torch.stack([transform(Image.fromarray(a))
-                                                            for a in images[i:i + 100]]))
-                              for i in range(0, 1000, 100)])
-    probs = cross_fit_probe(vectors, labels, 10, 5, 0).pred_probs
+    vectors, labels = cifar_head["imagenet"][:1000], cifar_head["clean_label"][:1000]
+    probs = cross_fit_probe(vectors, labels.astype(np.int64), 10, 5, 0,
+                            kind="logistic").pred_probs
     assert (probs.argmax(axis=1) == labels).mean() >= 0.6

@@ -17,8 +17,8 @@ from audit.embedders.auto_choice import compare_label_agreement
 from audit.knn import build_knn_graph
 from audit.store.datasets import get_dataset
 from audit.store.runs import latest_finished_run
-from bench.bench_quality import CIFAR_PATH, calibration_line, cifar_embeddings, cifar_table, \
-    detection_table, imagenet_vectors, run_scores_and_embedder
+from bench.bench_quality import calibration_line, cifar_embeddings, cifar_table, \
+    detection_table, run_scores_and_embedder
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,6 @@ DEMO_FLOORS = {"label_issue": (0.8, 0.97), "knn_label": (0.8, 0.97),
                "training_dynamics": (0.8, 0.97), "overall": (0.88, 0.98),
                "outlier": (0.9, 0.98), "near_duplicate": (0.85, 0.97),
                "image_quality": (0.9, 0.97)}
-CIFAR_ROWS = 3000
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +59,8 @@ def test_demo_floor(demo, detector):
 
 
 @pytest.fixture(scope="module")
-def cifar_aggre():
-    if not CIFAR_PATH.exists():
-        pytest.skip(f"{CIFAR_PATH} is absent (a benchmark data set, not shipped with Sieve)")
-    data = {key: value[:CIFAR_ROWS] for key, value in np.load(CIFAR_PATH).items()}
-    vectors = imagenet_vectors(data["images"])
+def cifar_aggre(cifar_head):
+    data, vectors = cifar_head, cifar_head["imagenet"]
     table, summary = cifar_table(data, "aggre_label", vectors)
     truth_count = int((data["aggre_label"] != data["clean_label"]).sum())
     line = calibration_line("aggre_label", "imagenet", table, summary, truth_count)

@@ -134,6 +134,7 @@ def test_decision_log_is_append_only_and_undo_steps_back(store: Store) -> None:
     assert len(decision_log(store, dataset_id)) == 5
 
 
+DECISIONS = 400    # one transaction each, between the other process's 20 score writes
 WRITER = """
 import sys, json
 sys.path.insert(0, {root!r})
@@ -150,7 +151,7 @@ if {mode!r} == "scores":
                                "is_issue": False, "details": None}})
         write_scores(store, {run_id}, frame)
 else:
-    for i in range(1000):
+    for i in range({decisions}):
         record_decisions(store, {dataset_id}, [Decision(f"s{{i}}", "keep", note=str(i))])
 """
 
@@ -160,13 +161,14 @@ def test_two_processes_write_at_once_and_nothing_is_lost(store: Store) -> None:
     ids = [f"s{i}" for i in range(1000)]
     dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(ids))
     run_id = create_run(store, dataset_id, {})
-    scripts = [WRITER.format(root=str(PROJECT_ROOT), db=str(store.path), mode=mode,
-                             run_id=run_id, dataset_id=dataset_id) for mode in ("scores", "flags")]
+    scripts = [WRITER.format(root=str(PROJECT_ROOT), db=str(store.path), mode=mode, run_id=run_id,
+                             dataset_id=dataset_id, decisions=DECISIONS)
+               for mode in ("scores", "flags")]
     procs = [subprocess.Popen([sys.executable, "-c", s], stderr=subprocess.PIPE, text=True)
              for s in scripts]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     assert len(scores_frame(store, run_id)) == 20 * 1000
     log = decision_log(store, dataset_id)
-    assert len(log) == 1000
-    assert sorted(log["note"].astype(int)) == list(range(1000))
+    assert len(log) == DECISIONS
+    assert sorted(log["note"].astype(int)) == list(range(DECISIONS))
