@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
-                             l2_normalise)
+                             in_forward_passes, l2_normalise)
 from audit.embedders.loader import (EncodeFiles, FileEncoding, encode_cached,
                                     encode_files_locally)
 from audit.errors import ConfigError, ModelUnavailableError
@@ -64,6 +64,9 @@ class ClipModel:
 
     def encode_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """One preprocessed image batch -> normalised vectors."""
+        return in_forward_passes(batch, self.device, self._encode_pass)
+
+    def _encode_pass(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
             features = self.model.encode_image(batch.to(self.device, non_blocking=True))
         return l2_normalise(features.float().cpu().numpy())

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from audit.embedders import (EmbedContext, Embedding, ImageRows, Progress, ShouldCancel,
-                             l2_normalise)
+                             in_forward_passes, l2_normalise)
 from audit.embedders.loader import (EncodeFiles, FileEncoding, encode_cached,
                                     encode_files_locally)
 from audit.errors import ConfigError, ModelUnavailableError
@@ -53,7 +53,6 @@ VARIANTS = {
 DEFAULT_VARIANT = "lite0"
 DEFAULT_SIZE = 160
 TAPPED_STAGES = (-1, -2, -3)  # block stages whose pooled outputs join the last conv layer's
-CPU_CHUNK = 32  # images per forward pass on a CPU: larger batches outgrow the caches (benchmarks.md)
 
 
 def weights_path(variant: str) -> Path:
@@ -129,8 +128,7 @@ class ImagenetNetwork:
 
     def features(self, batch: torch.Tensor) -> np.ndarray:
         """(n, dim) joined, L2-normalised vectors of a batch of transformed images."""
-        chunk = CPU_CHUNK if self.device == "cpu" else len(batch)
-        return np.concatenate([self._features(part) for part in batch.split(max(chunk, 1))])
+        return in_forward_passes(batch, self.device, self._features)
 
     def _features(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from audit.embedders import make_embedder
+from audit.embedders import CPU_PASS_IMAGES, make_embedder
 from audit.embedders.imagenet import (VARIANTS, ImagenetEmbedder, ImagenetNetwork, Variant,
                                       image_transform, weights_path)
 from audit.errors import ModelUnavailableError
@@ -46,6 +46,16 @@ def test_logits_equal_the_reference_implementation_with_the_same_weights(network
     assert ours.shape == (6, 1000)
     assert np.abs(ours - expected).max() < 1e-4
     assert (ours.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_a_batch_in_several_forward_passes_keeps_each_images_own_vector(network):
+    """40 images on a CPU run as passes of 32 and 8; each row is what that image alone gives."""
+    batch = drawn_images(CPU_PASS_IMAGES + 8, side=64)
+    together = network.features(batch)
+    alone = np.concatenate([network.features(batch[i:i + 1]) for i in range(len(batch))])
+    assert together.shape == (len(batch), network.dim)
+    assert np.abs(together - alone).max() < 1e-4
+    assert np.abs(together[:-1] - alone[1:]).max() > 0.01      # the images differ
 
 
 def test_features_are_unit_vectors_that_tell_colours_apart(network, tmp_path, data_home):
