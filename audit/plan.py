@@ -287,7 +287,8 @@ class AuditRun:
 
         context = dataclasses.replace(self.embed_context(),
                                       data_home=Path(self.settings.data_home).resolve())
-        return EmbedderSpec(name, context, self.config.clip_model, self.config.clip_pretrained)
+        return EmbedderSpec(name, context, self.config.clip_model, self.config.clip_pretrained,
+                            self.config.device)
 
     def settle_auto(self, pretrained, result, rows) -> tuple:
         """``auto``'s last step: keep the pretrained vectors unless the pixels explain the

@@ -65,9 +65,10 @@ class EmbedderSpec:
     """What a Ray worker process needs to build the run's embedder itself."""
 
     name: str
-    context: EmbedContext
+    context: EmbedContext        # its device: the audit process's (``device`` resolved there)
     clip_model: str
     clip_pretrained: str
+    asked_device: str = "auto"   # the run's ``device`` setting, before it was resolved
 
 
 @contextlib.contextmanager
@@ -121,8 +122,17 @@ class RayExecutor:
         if embedder.name not in PIPELINED_EMBEDDERS:
             self.facts["ran_locally"][embedder.name] = "trains on the whole dataset at once"
             return embedder.embed(rows, progress, self.should_cancel)
+        spec = self.on_encode_device(self.spec_of(embedder.name))
         return embedder.embed(rows, progress, self.should_cancel,
-                              functools.partial(self.encode_files, self.spec_of(embedder.name)))
+                              functools.partial(self.encode_files, spec))
+
+    def on_encode_device(self, spec: EmbedderSpec) -> EmbedderSpec:
+        """``spec`` with the device its encode actors use (``encode_device``), recorded."""
+        device = encode_device(spec.asked_device, spec.context.device,
+                               self.facts["cluster_gpus"])
+        self.facts["encode_device"] = device
+        return dataclasses.replace(spec, context=dataclasses.replace(spec.context,
+                                                                     device=device))
 
     def encode_files(self, spec: "EmbedderSpec", encoding: FileEncoding, paths: list[Path],
                      batch_size: int, workers: int, max_pixels: int,
@@ -241,6 +251,17 @@ class RayExecutor:
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled while tasks ran on Ray")
+
+
+def encode_device(asked: str, here: str, cluster_gpus: int) -> str:
+    """The encode actors' device: the audit process's (``here``), except that ``auto`` takes
+    the cluster's GPUs when that process, the Ray driver, runs on a node without one. GPU
+    actors on a cluster that advertises no GPU would wait forever: refused instead."""
+    if cluster_gpus == 0 and here == "cuda":
+        raise ConfigError("this process has a GPU but the Ray cluster it joined advertises none "
+                          "(started with --num-gpus=0?); start Ray with its GPUs, or set "
+                          "device = cpu")
+    return "cuda" if asked == "auto" and cluster_gpus > 0 else here
 
 
 def decodes_in_tasks(on_gpu: bool, encodes: bool) -> bool:

@@ -163,6 +163,7 @@ def test_ray_audit_gives_the_flags_and_scores_of_the_local_one(cluster, dataset)
     assert ray_run["config"]["executor"] == "ray" and local_run["config"]["executor"] == "local"
     executor = ray_run["summary"]["executor"]
     assert executor["name"] == "ray" and executor["tasks"]["decode_files"] > 1
+    assert executor["encode_device"] == "cpu"          # no GPU in this cluster
     assert executor["tasks"]["fold_probabilities"] == AUDITED["folds"]
     assert local_run["summary"]["executor"] == {"name": "local"}
     assert ray_run["notes"]["embedding"] == local_run["notes"]["embedding"]
@@ -270,6 +271,15 @@ def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(cluster, tiny_c
     assert on_ray.facts["tasks"] == {"decode_files": batches, "EncodeBatches": batches}
     assert list(remote.failed) == list(local.failed) == [5]
     assert np.abs(remote.vectors - local.vectors).max() <= 1e-5
+
+
+def test_auto_takes_the_clusters_gpus_for_the_encode_actors_and_a_gpuless_cluster_is_refused():
+    assert ray_executor.encode_device("auto", "cpu", 2) == "cuda"   # a driver on a CPU node
+    assert ray_executor.encode_device("auto", "cpu", 0) == "cpu"
+    assert ray_executor.encode_device("auto", "cuda", 1) == "cuda"
+    assert ray_executor.encode_device("cpu", "cpu", 2) == "cpu"     # asked for: kept
+    with pytest.raises(ConfigError, match="advertises none"):
+        ray_executor.encode_device("cuda", "cuda", 0)
 
 
 @pytest.mark.parametrize("probe", ["logistic", "mlp"])
