@@ -68,7 +68,7 @@ class EmbedderSpec:
     context: EmbedContext        # its device: the audit process's (``device`` resolved there)
     clip_model: str
     clip_pretrained: str
-    asked_device: str = "auto"   # the run's ``device`` setting, before it was resolved
+    asked_device: str            # the run's ``device`` setting, before it was resolved
 
 
 @contextlib.contextmanager
@@ -127,10 +127,9 @@ class RayExecutor:
                               functools.partial(self.encode_files, spec))
 
     def on_encode_device(self, spec: EmbedderSpec) -> EmbedderSpec:
-        """``spec`` with the device its encode actors use (``encode_device``), recorded."""
+        """``spec`` with the device its encode actors use (``encode_device``)."""
         device = encode_device(spec.asked_device, spec.context.device,
                                self.facts["cluster_gpus"])
-        self.facts["encode_device"] = device
         return dataclasses.replace(spec, context=dataclasses.replace(spec.context,
                                                                      device=device))
 
@@ -145,12 +144,16 @@ class RayExecutor:
         out = np.zeros((len(paths), encoding.width), dtype=encoding.dtype)
         if not paths:
             return out, {}
-        on_gpu = spec.context.device == "cuda"
-        rows = batch_size if encoding.encode is not None else MAX_THUMBNAIL_ROWS
+        encodes = encoding.encode is not None
+        on_gpu = encodes and spec.context.device == "cuda"   # thumbnails are decoded on CPUs
+        if encodes:
+            self.facts["encode_device"] = spec.context.device
+        rows = batch_size if encodes else MAX_THUMBNAIL_ROWS
         batches = row_ranges(len(paths), self.slots(on_gpu), rows)
         stop = self.ray.remote(StopFlag).options(num_cpus=0).remote()
         try:
-            pipeline = self.files_pipeline(spec, encoding, paths, batches, max_pixels, stop)
+            pipeline = self.files_pipeline(spec, encoding, paths, batches, max_pixels, stop,
+                                           on_gpu)
             failed = self.collect(pipeline, out, stop, progress, should_cancel)
         finally:
             self.ray.kill(stop)
@@ -179,7 +182,7 @@ class RayExecutor:
         return failed
 
     def files_pipeline(self, spec: "EmbedderSpec", encoding: FileEncoding, paths: list[Path],
-                       batches: list[tuple[int, int]], max_pixels: int, stop):
+                       batches: list[tuple[int, int]], max_pixels: int, stop, on_gpu: bool):
         """The Ray Data pipeline over ``paths``, one block per batch: ``decode_files`` tasks
         (1 CPU each) unless the encoding has a model and the cluster no GPU, then, when it has
         a model, a pool of ``EncodeBatches`` actors (1 GPU each on cuda; 1 CPU each, or
@@ -189,7 +192,7 @@ class RayExecutor:
 
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        on_gpu, encodes = spec.context.device == "cuda", encoding.encode is not None
+        encodes = encoding.encode is not None
         rows_per_batch = max(end - first for first, end in batches)
         files = pyarrow.table({"position": np.arange(len(paths)),
                                "path": [str(path) for path in paths]})

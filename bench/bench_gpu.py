@@ -122,7 +122,7 @@ def ray_embed_throughput(name: str, paths: list[Path], device: str, batch_size: 
 
     context = EmbedContext(workdir / f"data-ray-{name}", 100_000_000, batch_size, 0, device, 0, 5)
     embedder, _ = make_embedder(name, context, clip_model="ViT-B-32", clip_pretrained=None)
-    spec = EmbedderSpec(name, context, "ViT-B-32", None)
+    spec = EmbedderSpec(name, context, "ViT-B-32", None, device)
     rows = ImageRows(paths, [f"ray-{name}-{i:060d}" for i in range(len(paths))],
                      np.zeros(len(paths), dtype=np.int64))
     first = paths[:batch_size]

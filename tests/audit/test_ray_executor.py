@@ -163,7 +163,7 @@ def test_ray_audit_gives_the_flags_and_scores_of_the_local_one(cluster, dataset)
     assert ray_run["config"]["executor"] == "ray" and local_run["config"]["executor"] == "local"
     executor = ray_run["summary"]["executor"]
     assert executor["name"] == "ray" and executor["tasks"]["decode_files"] > 1
-    assert executor["encode_device"] == "cpu"          # no GPU in this cluster
+    assert "encode_device" not in executor             # pixels: no model to place
     assert executor["tasks"]["fold_probabilities"] == AUDITED["folds"]
     assert local_run["summary"]["executor"] == {"name": "local"}
     assert ray_run["notes"]["embedding"] == local_run["notes"]["embedding"]
@@ -227,8 +227,8 @@ def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, datase
                                                                  tmp_path) -> None:
     """The run's embedder is pixels, so vl_consistency's CLIP image vectors are a second
     embedding; it runs on Ray Data too (on CPUs: CLIP actors that decode their own batches),
-    survives an encode actor killed mid-stage, and scores as locally. The tiny CLIP's weights are a local
-    checkpoint file (a file counts as pretrained; random weights would be refused)."""
+    survives an encode actor killed mid-stage, and scores as locally. The tiny CLIP's weights
+    are a local checkpoint file (a file counts as pretrained; random weights are refused)."""
     checkpoint = tmp_path / "tiny_clip.pt"
     torch.save(load_clip(tiny_clip_name, None, "cpu").model.state_dict(), checkpoint)
     config = {**AUDITED, "detectors": ["vl_consistency"], "clip_model": tiny_clip_name,
@@ -239,7 +239,9 @@ def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, datase
     assert killed.exists(), "an encode actor took the switch and killed its process"
     killed.unlink()
     usable = len(scores(dataset, local).loc["vl_consistency"])
-    tasks = run_record(dataset, on_ray)["summary"]["executor"]["tasks"]
+    executor = run_record(dataset, on_ray)["summary"]["executor"]
+    tasks = executor["tasks"]
+    assert executor["encode_device"] == "cpu"                   # this cluster has no GPU
     assert tasks["decode_files"] == len(row_ranges(usable + 1, 2, MAX_THUMBNAIL_ROWS))  # pixels
     assert tasks["EncodeBatches"] == len(row_ranges(usable, 2, BATCH_SIZE))  # CLIP, decoding too
     ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
@@ -264,7 +266,7 @@ def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(cluster, tiny_c
     embedder, _ = make_embedder("clip", context, tiny_clip_name, str(checkpoint))
     local = embedder.embed(rows)
     shutil.rmtree(tmp_path / "home")
-    spec = ray_executor.EmbedderSpec("clip", context, tiny_clip_name, str(checkpoint))
+    spec = ray_executor.EmbedderSpec("clip", context, tiny_clip_name, str(checkpoint), "cpu")
     on_ray = RayExecutor(ray, "", lambda name: spec, None)
     remote = on_ray.embed(embedder, rows, None)
     batches = len(row_ranges(len(paths), 2, 16))
