@@ -13,8 +13,8 @@ Whole-dataset problems (missing columns, blank labels, duplicate ids, a path or 
 leads outside the root, ...) refuse the dataset with a message naming the row or file and the
 fix. Files are hashed in chunks, never read whole; a file that cannot be decoded, a special file
 (FIFO, device, socket) or one over ``max_file_bytes`` is ingested with its ``load_error``
-recorded. The files are read in threads of this process, or with ``executor = "ray"`` as Ray
-tasks. The dataset and all its samples are written in one transaction.
+recorded. The files are read in batches through the executor (``executor = "ray"``: a Ray Data
+pipeline), each batch in threads. The dataset and all its samples are written in one transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from audit.errors import InputError
-from audit.executors import row_ranges
+from audit.executors import LocalExecutor
 from audit.hf_datasets import HFColumns, hf_listing, is_hf_dataset
-from audit.images import IMAGE_SUFFIXES, ImageFacts, inspect_image, open_regular_file, \
+from audit.images import IMAGE_SUFFIXES, inspect_image, open_regular_file, \
     sample_file, too_large
 from audit.settings import Settings
 from audit.store import Store
@@ -40,7 +41,7 @@ from audit.store.datasets import create_dataset, create_version
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = {".csv", ".parquet", ".jsonl"}
-INSPECT_BATCH = 2048    # images per Ray task when the executor is ray
+INSPECT_BATCH = 256     # images per batch: a progress report, and on Ray a Ray Data task
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("caption", "split", "id")
 Progress = Callable[[float, str], None]
@@ -303,36 +304,36 @@ def _check_inside_root(where: Path | str, root: Path, frame: pd.DataFrame,
 
 def _inspect_all(listing: pd.DataFrame, root: Path, settings: Settings, progress: Progress,
                  executor=None) -> pd.DataFrame:
-    """Every image's facts (size, sha256, decodability): in ``ingest_workers`` threads of this
-    process, or with the Ray executor (``audit.executors``) as tasks over batches of rows."""
-    paths = [root / p for p in listing["path"]]
-    limits = {"max_pixels": settings.max_image_pixels, "max_bytes": settings.max_file_bytes}
-    if executor is None or executor.facts["name"] == "local":
-        return _samples_table(listing, _inspect_in_threads(paths, settings.ingest_workers,
-                                                           limits, progress))
-    batches = executor.map(inspect_rows, row_ranges(len(paths), executor.slots(), INSPECT_BATCH),
-                           {"paths": paths, **limits}, progress, what="reading images, batches")
-    return _samples_table(listing, [fact for batch in batches for fact in batch])
+    """Every image's facts (size, sha256, decodability), batch by batch on ``executor``
+    (``audit.executors``; this process when None), each batch in ``ingest_workers`` threads."""
+    executor = executor or LocalExecutor()
+    facts = executor.map_rows(
+        inspect_batch, {"path": np.array([str(root / p) for p in listing["path"]], dtype=object)},
+        INSPECT_BATCH, {"max_pixels": settings.max_image_pixels,
+                        "max_bytes": settings.max_file_bytes,
+                        "threads": settings.ingest_workers}, progress, "read images")
+    return _samples_table(listing, facts)
 
 
-def _inspect_in_threads(paths: list[Path], workers: int, limits: dict,
-                        progress: Progress) -> list[ImageFacts]:
-    facts = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for done, fact in enumerate(pool.map(partial(inspect_image, **limits), paths), 1):
-            facts.append(fact)
-            if done % 256 == 0 or done == len(paths):
-                progress(done / len(paths), f"read {done}/{len(paths)} images")
-    return facts
+def inspect_batch(batch: dict[str, np.ndarray], *, max_pixels: int, max_bytes: int,
+                  threads: int) -> dict[str, np.ndarray]:
+    """The facts of one batch of files (``batch["path"]``) as columns: ``width``, ``height``
+    and ``file_size`` (-1 when unknown), ``sha256`` and ``load_error`` ("" when none)."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        facts = list(pool.map(partial(inspect_image, max_pixels=max_pixels,
+                                      max_bytes=max_bytes), map(Path, batch["path"])))
+
+    def column(name: str, unknown):
+        values = [getattr(fact, name) for fact in facts]
+        dtype = np.int64 if unknown == -1 else object
+        return np.array([unknown if value is None else value for value in values], dtype=dtype)
+
+    return {"width": column("width", -1), "height": column("height", -1),
+            "file_size": column("file_size", -1), "sha256": column("sha256", ""),
+            "load_error": column("load_error", "")}
 
 
-def inspect_rows(start: int, stop: int, *, paths: list[Path], max_pixels: int,
-                 max_bytes: int) -> list[ImageFacts]:
-    """The facts of the images ``paths[start:stop]`` (a Ray task's batch)."""
-    return [inspect_image(path, max_pixels, max_bytes) for path in paths[start:stop]]
-
-
-def _samples_table(listing: pd.DataFrame, facts: list) -> pd.DataFrame:
+def _samples_table(listing: pd.DataFrame, facts: dict[str, np.ndarray]) -> pd.DataFrame:
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     extra_columns = [c for c in listing.columns if c not in known]
     return pd.DataFrame({
@@ -342,13 +343,20 @@ def _samples_table(listing: pd.DataFrame, facts: list) -> pd.DataFrame:
         "path": listing["path"].to_numpy(),
         "label": listing["label"].astype(str).to_numpy(),
         "caption": _captions(listing),
-        "width": pd.array([f.width for f in facts], dtype="Int64"),
-        "height": pd.array([f.height for f in facts], dtype="Int64"),
-        "file_size": pd.array([f.file_size for f in facts], dtype="Int64"),
-        "sha256": [f.sha256 for f in facts],
-        "load_error": [f.load_error for f in facts],
+        **{name: _known(facts[name], -1) for name in ("width", "height", "file_size")},
+        **{name: _known(facts[name], "") for name in ("sha256", "load_error")},
         "extra": [_extra_json(listing, i, extra_columns) for i in range(len(listing))],
     })
+
+
+def _known(values: np.ndarray, unknown):
+    """A column of ``inspect_batch`` with its ``unknown`` marks as missing values."""
+    missing = np.asarray(values == unknown)
+    if isinstance(unknown, int):
+        column = pd.array(values, dtype="Int64")
+        column[missing] = pd.NA
+        return column
+    return [None if gone else str(value) for value, gone in zip(values, missing)]
 
 
 def _captions(listing: pd.DataFrame) -> list:

@@ -17,9 +17,13 @@ What runs on Ray:
   docs/benchmarks.md). ``pixels``' thumbnails need no model, so its pipeline is the decode
   tasks alone; the PCA over the whole dataset then runs here. ``cnn`` trains on the whole
   dataset at once, so it runs here, and the run says so;
-- whatever is handed to ``map`` (``audit.executors`` lists the stages), one Ray task per call.
-  Their large inputs (the centred features, the vectors, the run's ``ImageSource``) are put in
-  Ray's object store once per ``map`` and shared by every task.
+- whatever is handed to ``map_rows`` (``audit.executors`` lists the stages), as a Ray Data
+  pipeline of ``rows_task`` tasks, one block per batch of rows; the shared inputs (the run's
+  ``ImageSource``, the ingest limits) go through the object store once and are read once per
+  Ray worker process (``worker_copy``);
+- whatever is handed to ``map``, one Ray task per call. Their large inputs (the centred
+  features, the vectors) are put in Ray's object store once per ``map`` and shared by every
+  task.
 
 Failures: Ray re-runs a task whose worker process died and restarts an actor that died,
 re-running its batch (``MAX_RETRIES``). Progress is reported per finished batch or task.
@@ -48,12 +52,13 @@ import numpy as np
 from audit.embedders import EmbedContext, Embedding, ImageRows, Progress, ShouldCancel
 from audit.embedders.loader import DecodedImages, FileEncoding
 from audit.errors import Cancelled, ConfigError
-from audit.executors import row_ranges
+from audit.executors import concatenated, row_ranges
 
 PIPELINED_EMBEDDERS = ("clip", "imagenet", "pixels")
 MAX_RETRIES = 3           # re-runs of a task, or restarts of an actor, whose process died
 POLL_S = 0.5              # how often cancel is polled while tasks run
 IN_FLIGHT_PER_SLOT = 2    # tasks submitted ahead per parallel slot
+POSITION = "position"     # the row-number column a pipeline carries to put results in order
 MAX_THUMBNAIL_ROWS = 4096  # rows per block of a pipeline without a model (thumbnails)
 # an encode actor fed by decode tasks leaves most of its CPU to them (a pool as large as the
 # CPUs, each taking a whole one, would leave none to decode: the pipeline would wait forever)
@@ -101,7 +106,11 @@ def ray_executor(address: str, spec_of, should_cancel: ShouldCancel | None
     """A ``RayExecutor`` for the length of the block (``spec_of(name)``: the EmbedderSpec of
     an embedder by name)."""
     with ray_session(address) as ray:
-        yield RayExecutor(ray, address, spec_of, should_cancel)
+        executor = RayExecutor(ray, address, spec_of, should_cancel)
+        try:
+            yield executor
+        finally:
+            executor.close()
 
 
 class RayExecutor:
@@ -116,6 +125,18 @@ class RayExecutor:
                             "cluster_cpus": int(resources.get("CPU", 0)),
                             "cluster_gpus": int(resources.get("GPU", 0)),
                             "max_retries": MAX_RETRIES, "tasks": {}, "ran_locally": {}}
+        # started now, so its process (1.3-1.7 s) comes up while the run does other work
+        self.stop = ray.remote(StopFlag).options(num_cpus=0).remote()
+
+    def close(self) -> None:
+        """Let the ``StopFlag`` actor go (the cluster may outlive the run)."""
+        self.ray.kill(self.stop)
+
+    def cleared_stop_flag(self):
+        """The executor's ``StopFlag``, cleared for a new pipeline (one actor per executor, not
+        one per pipeline: each would cost an actor process's start)."""
+        self.ray.get(self.stop.clear.remote())
+        return self.stop
 
     def embed(self, embedder, rows: ImageRows, progress: Progress | None) -> Embedding:
         """``embedder.embed(rows)``, its files decoded and encoded by a Ray Data pipeline."""
@@ -150,36 +171,39 @@ class RayExecutor:
             self.facts["encode_device"] = spec.context.device
         rows = batch_size if encodes else MAX_THUMBNAIL_ROWS
         batches = row_ranges(len(paths), self.slots(on_gpu), rows)
-        stop = self.ray.remote(StopFlag).options(num_cpus=0).remote()
-        try:
-            pipeline = self.files_pipeline(spec, encoding, paths, batches, max_pixels, stop,
-                                           on_gpu)
-            failed = self.collect(pipeline, out, stop, progress, should_cancel)
-        finally:
-            self.ray.kill(stop)
-        return out, failed
+        stop = self.cleared_stop_flag()
+        pipeline = self.files_pipeline(spec, encoding, paths, batches, max_pixels, stop, on_gpu)
+        return out, self.collect(pipeline, out, stop, progress, should_cancel)
 
     def collect(self, pipeline, out: np.ndarray, stop, progress: Progress | None,
                 should_cancel: ShouldCancel | None) -> dict[int, str]:
         """Each batch's rows into ``out`` by position as the pipeline yields them; the failed
-        positions with the reason. On cancel, ``stop`` is set and the rest drained."""
+        positions with the reason."""
         failed: dict[int, str] = {}
-        stopped, done = False, 0
+        done = 0
+        for batch in self.until_cancelled(pipeline, stop, should_cancel,
+                                          "images were embedded on Ray"):
+            out[batch[POSITION]] = batch["rows"]
+            failed.update({int(p): str(e) for p, e in zip(batch[POSITION], batch["error"]) if e})
+            done += len(batch[POSITION])
+            if progress is not None:
+                progress(done / len(out), f"embedding on Ray Data: {done:,} of {len(out):,} "
+                         "images done")
+        return failed
+
+    def until_cancelled(self, pipeline, stop, should_cancel: ShouldCancel | None,
+                        what: str) -> Iterator[dict]:
+        """The pipeline's batches (numpy) as it yields them. On cancel, ``stop`` is set, the
+        rest drained unread and ``Cancelled`` raised (see the module doc)."""
+        stopped = False
         for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
             if not stopped and should_cancel is not None and should_cancel():
                 self.ray.get(stop.stop.remote())
                 stopped = True
-            if stopped:
-                continue          # the pipeline ends by itself; see the module doc
-            out[batch["position"]] = batch["rows"]
-            failed.update({int(p): str(e) for p, e in zip(batch["position"], batch["error"]) if e})
-            done += len(batch["position"])
-            if progress is not None:
-                progress(done / len(out), f"embedding on Ray Data: {done:,} of {len(out):,} "
-                         "images done")
+            if not stopped:
+                yield batch
         if stopped:
-            raise Cancelled("cancelled while images were embedded on Ray")
-        return failed
+            raise Cancelled(f"cancelled while {what}")
 
     def files_pipeline(self, spec: "EmbedderSpec", encoding: FileEncoding, paths: list[Path],
                        batches: list[tuple[int, int]], max_pixels: int, stop, on_gpu: bool):
@@ -190,14 +214,11 @@ class RayExecutor:
         import pyarrow
         import ray.data
 
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         encodes = encoding.encode is not None
         rows_per_batch = max(end - first for first, end in batches)
-        files = pyarrow.table({"position": np.arange(len(paths)),
+        files = pyarrow.table({POSITION: np.arange(len(paths)),
                                "path": [str(path) for path in paths]})
-        pipeline = ray.data.from_arrow([files.slice(first, end - first)
-                                        for first, end in batches])
+        pipeline = blocks_of(files, batches)
         decoded_apart = decodes_in_tasks(on_gpu, encodes)
         if decoded_apart:
             pipeline = pipeline.map_batches(
@@ -224,6 +245,38 @@ class RayExecutor:
     def slots(self, on_gpu: bool = False) -> int:
         """How many tasks the cluster runs at once (GPUs for GPU tasks, else CPUs)."""
         return max(1, self.facts["cluster_gpus" if on_gpu else "cluster_cpus"])
+
+    def map_rows(self, function: Callable, columns: dict[str, np.ndarray], batch_rows: int,
+                 shared: dict | None = None, progress: Progress | None = None,
+                 what: str = "rows") -> dict[str, np.ndarray]:
+        """``function(batch, **shared)`` over batches of consecutive rows of ``columns`` as a
+        Ray Data pipeline (one block and one task per batch: about ``TASKS_PER_SLOT`` per CPU,
+        at most ``batch_rows`` rows; 1 CPU each), its output columns put back in row order.
+        ``shared`` is put in the object store once and read once per Ray worker process
+        (``worker_copy``), not once per task."""
+        import pyarrow
+
+        n = len(next(iter(columns.values())))
+        if n == 0:
+            return function(columns, **(shared or {}))
+        batches = row_ranges(n, self.slots(), batch_rows)
+        table = pyarrow.table({POSITION: np.arange(n), **columns})
+        self.count_tasks(function.__name__, len(batches))
+        stop = self.cleared_stop_flag()
+        pipeline = one_operator(blocks_of(table, batches)).map_batches(
+            rows_task, batch_size=max(end - first for first, end in batches),
+            zero_copy_batch=True, num_cpus=1, ray_remote_args_fn=task_retries,
+            fn_kwargs={"function": function, "shared": self.ray.put(shared or {}),
+                       "stop": stop})
+        outputs, done = [], 0
+        for batch in self.until_cancelled(pipeline, stop, self.should_cancel, what):
+            outputs.append(batch)
+            done += len(batch[POSITION])
+            if progress is not None:
+                progress(done / n, f"{what}: {done:,} of {n:,} done on Ray Data")
+        joined = concatenated(outputs)
+        order = np.argsort(joined.pop(POSITION), kind="stable")
+        return {name: values[order] for name, values in joined.items()}
 
     def map(self, function: Callable, arguments: Sequence[tuple], shared: dict | None = None,
             progress: Progress | None = None, what: str = "tasks", gpus: int = 0) -> list:
@@ -273,6 +326,26 @@ def decodes_in_tasks(on_gpu: bool, encodes: bool) -> bool:
     return on_gpu or not encodes
 
 
+def blocks_of(table, batches: list[tuple[int, int]]):
+    """A Ray Data dataset of ``table`` (pyarrow), one block per batch of rows, with Ray Data's
+    progress bars and info logs off."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray.data.from_arrow([table.slice(first, end - first) for first, end in batches])
+
+
+def one_operator(blocks):
+    """``blocks`` (a Ray Data dataset) for a pipeline of one operator after them: without Ray
+    Data's per-operator resource reservation, which there only caps the operator at half the
+    cluster's CPUs (measured on 2 CPUs: its tasks ran one at a time). Not used for the embed
+    pipeline: there, on a new 1-CPU instance, it made the first run's embed stage 8 s slower
+    (docs/benchmarks.md)."""
+    blocks.context.op_resource_reservation_enabled = False
+    return blocks
+
+
 def task_retries() -> dict:
     """A pipeline task's Ray options: re-run when its process died (Ray Data's default: forever)."""
     return {"max_retries": MAX_RETRIES}
@@ -283,6 +356,34 @@ def actor_restarts() -> dict:
     return {"max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
 
 
+def rows_task(batch: dict, function: Callable, shared, stop) -> dict:
+    """In a Ray task: ``function`` on one batch of rows with the ``shared`` inputs (an object
+    ref), its output with the rows' positions (none, the same columns, once the ``StopFlag``
+    is set)."""
+    import ray
+
+    if ray.get(stop.is_stopped.remote()):
+        batch = {name: values[:0] for name, values in batch.items()}
+    positions = batch.pop(POSITION)
+    return {POSITION: positions, **function(batch, **worker_copy(shared))}
+
+
+_WORKER_COPIES: dict[str, object] = {}
+
+
+def worker_copy(ref) -> object:
+    """The object behind ``ref``, read once per Ray worker process and kept for the tasks after
+    (a run's ``ImageSource`` holds every relative path: at 1M rows about 0.15 s to read each
+    time); only the latest ref's object is kept."""
+    import ray
+
+    key = ref.hex()
+    if key not in _WORKER_COPIES:
+        _WORKER_COPIES.clear()
+        _WORKER_COPIES[key] = ray.get(ref)
+    return _WORKER_COPIES[key]
+
+
 class StopFlag:
     """A Ray actor every pipeline batch asks before its work: set, the batch returns empty."""
 
@@ -291,6 +392,9 @@ class StopFlag:
 
     def stop(self) -> None:
         self.stopped = True
+
+    def clear(self) -> None:
+        self.stopped = False
 
     def is_stopped(self) -> bool:
         return self.stopped
@@ -304,13 +408,13 @@ def decode_files(batch: dict, transform: Callable, shape: tuple[int, ...], dtype
     import ray
 
     if ray.get(stop.is_stopped.remote()):
-        return {"position": batch["position"][:0], "error": np.array([], dtype=object),
+        return {POSITION: batch[POSITION][:0], "error": np.array([], dtype=object),
                 "rows" if as_rows else "tensor": np.zeros((0, *shape), dtype)}
     images = DecodedImages(list(batch["path"]), transform, shape, max_pixels)
     _, tensors, errors = zip(*(images[i] for i in range(len(images))))
     stacked = np.stack([tensor.numpy().astype(dtype, copy=False) for tensor in tensors])
     decoded = stacked.reshape(len(stacked), -1) if as_rows else stacked
-    return {"position": batch["position"], "error": np.array(errors, dtype=object),
+    return {POSITION: batch[POSITION], "error": np.array(errors, dtype=object),
             "rows" if as_rows else "tensor": decoded}
 
 
@@ -335,9 +439,9 @@ class EncodeBatches:
                                  np.float32, self.max_pixels, False, self.stop)
         elif ray.get(self.stop.is_stopped.remote()):
             batch = {column: values[:0] for column, values in batch.items()}
-        if not len(batch["position"]):          # stopped
-            return {"position": batch["position"], "error": batch["error"],
+        if not len(batch[POSITION]):          # stopped
+            return {POSITION: batch[POSITION], "error": batch["error"],
                     "rows": np.zeros((0, self.encoding.width), self.encoding.dtype)}
         tensors = torch.from_numpy(np.require(batch["tensor"], requirements=["C", "W"]))
-        return {"position": batch["position"], "error": batch["error"],
+        return {POSITION: batch[POSITION], "error": batch["error"],
                 "rows": self.encoding.rows_of(tensors)}

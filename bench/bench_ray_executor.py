@@ -14,8 +14,8 @@ exact limit (20,000), so its approximate cell search runs, and on Ray as tasks. 
   decode + embed of every image (the embedding cache is emptied before each run, so every image
   is decoded) and the pixels PCA; ``probe`` the 5 cross-fitted folds of the default MLP probe;
   ``kNN`` the graph (k-means cells here, their searches as tasks); ``image_quality`` and
-  ``near_duplicate`` the two detectors whose per-image work (decode, measure, hash) runs as
-  tasks; ``training_dynamics`` the detector whose heads (groups of seeds) run as tasks; for
+  ``near_duplicate`` the two detectors whose per-image work (one decode of each image,
+  measured and hashed for both by whichever runs first) runs as a Ray Data pipeline; ``training_dynamics`` the detector whose heads (groups of seeds) run as tasks; for
   Ray each includes submitting, waiting and joining its tasks.
 
 Each configuration runs the audit ``--repeats`` times in a row: on Ray the first run also starts
@@ -56,8 +56,8 @@ from bench.figures import save_figures
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210),
            "grey": (128, 128, 128)}
 DETECTORS = ["outlier", "image_quality", "near_duplicate", "training_dynamics"]
-TASKS = ("decode_files", "EncodeBatches", "fold_probabilities", "assign_cells", "search_cells", "measure_batch",
-         "signature_batch", "train_head_group")
+TASKS = ("decode_files", "EncodeBatches", "fold_probabilities", "assign_cells", "search_cells",
+         "measure_batch", "train_head_group")
 SCORE_TOLERANCE = 1e-4       # as tests/audit/test_ray_executor.py
 DEFAULT_LOADER_WORKERS = 2  # the loader_workers setting's default
 VECTOR_TOLERANCE = 1e-5      # imagenet vectors: float rounding may differ between processes

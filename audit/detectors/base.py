@@ -111,12 +111,23 @@ class DetectorInputs:
     prior_scores: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     trainable: np.ndarray | None = None     # bool (n,): a model may train on it (not removed)
     trusted: np.ndarray | None = None       # bool (n,): a reviewer kept it (audit.corrections)
-    # the run's executor (audit.executors): per-image work goes through its ``map``
+    # the run's executor (audit.executors): per-image work goes through it
     executor: object = dataclasses.field(default_factory=LocalExecutor)
+    measured: dict = dataclasses.field(default_factory=dict, repr=False)   # image_measures'
 
     @property
     def n(self) -> int:
         return len(self.sample_ids)
+
+    def image_measures(self, progress: Progress):
+        """Every image's measures (``audit.image_measures.ImageMeasures``): each image decoded
+        once by the run's executor for the first detector that asks, kept for the others."""
+        if "images" not in self.measured:
+            from audit.image_measures import measure_images
+
+            self.measured["images"] = measure_images(self.load_image, self.n, self.executor,
+                                                     progress)
+        return self.measured["images"]
 
 
 class Detector:

@@ -30,12 +30,11 @@ the nearest-neighbour distance in the embedding or the pixel-content space, as i
 ``cut * (bits + 1) / (radius + 2)`` for a perceptual-hash pair ``bits`` apart
 (``cut = 1 - exp(-threshold)``, the score at the embedding rule's edge, so every pair ranks
 below every unpaired example) and 0 for an identical file. The detector runs with the kNN
-graph, the pixels, or both.
+graph, the pixels, or both. The hashes and frequencies come from ``audit.image_measures`` (one
+decode per image, shared with ``image_quality``, on the run's executor).
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -44,14 +43,11 @@ from scipy.sparse.csgraph import connected_components
 
 from audit import perceptual_hash
 from audit.detectors.base import Detector, DetectorInputs, Progress, register, result_frame
-from audit.images import ImageLoadError
 
 MAX_DUPLICATES_SHOWN = 5
 TRAIN_SPLIT = "train"
 FILE_HASH, PERCEPTUAL_HASH, CONTENT, EMBEDDING = 0, 1, 2, 3
 METHOD_NAMES = ("file hash", "perceptual hash", "pixel content", "embedding")
-HASH_BATCH = 512
-LOADER_THREADS = 4
 CALIBRATION_ROWS = 1000
 MIN_CALIBRATION_ROWS = 50
 MIN_SPREAD_BITS = 2.0
@@ -245,46 +241,6 @@ def _kind(strongest: list[int]) -> str:
 
 # --- pixels --------------------------------------------------------------------------------
 
-def image_signatures(inputs: DetectorInputs,
-                     progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pHash and DC + low DCT frequencies of every row, and which rows have them (an undecodable
-    image has none). The first batch runs alone: when none of its images decodes, the rest are
-    not tried; the others are tasks of the run's executor."""
-    hashes, hashed = np.zeros(inputs.n, dtype=np.uint64), np.zeros(inputs.n, dtype=bool)
-    low = np.zeros((inputs.n, perceptual_hash.HASH_BITS + 1), dtype=np.float32)
-    batches = [(start, min(start + HASH_BATCH, inputs.n))
-               for start in range(0, inputs.n, HASH_BATCH)]
-    first = signature_batch(*batches[0], load_image=inputs.load_image) if batches else None
-    if first is None or len(first[0]) == 0:
-        return hashes, low, hashed
-    rest = inputs.executor.map(
-        signature_batch, batches[1:], {"load_image": inputs.load_image},
-        lambda fraction, message: progress(0.9 * fraction, message), "hashing images, batches")
-    for rows, batch in [first, *rest]:
-        low[rows], hashed[rows] = batch, True
-        hashes[rows] = perceptual_hash.phash_of_low(batch[:, 1:])
-    return hashes, low, hashed
-
-
-def signature_batch(start: int, stop: int, *, load_image) -> tuple[np.ndarray, np.ndarray]:
-    """The rows from ``start`` to ``stop`` whose image decodes, and their DC and low DCT
-    frequencies (one task)."""
-    with ThreadPoolExecutor(LOADER_THREADS) as pool:
-        thumbs = list(pool.map(lambda row: _grey_thumbnail(load_image, row), range(start, stop)))
-    decoded = [i for i, thumb in enumerate(thumbs) if thumb is not None]
-    if not decoded:
-        return np.empty(0, dtype=np.int64), np.empty((0, perceptual_hash.HASH_BITS + 1))
-    stacked = np.stack([thumbs[i] for i in decoded])
-    return start + np.asarray(decoded), perceptual_hash.content_frequencies(stacked)
-
-
-def _grey_thumbnail(load_image, row: int) -> np.ndarray | None:
-    try:
-        return perceptual_hash.grey_thumbnail(load_image(int(row)))
-    except (ImageLoadError, OSError):
-        return None
-
-
 def hash_evidence(hashes: np.ndarray, hashed: np.ndarray, params: dict, seed: int,
                   progress: Progress) -> tuple[np.ndarray, np.ndarray, int]:
     """pHash pairs, their bits and the radius used (none when the radius comes out negative)."""
@@ -306,7 +262,8 @@ def pixel_evidence(inputs: DetectorInputs, params: dict, progress: Progress) -> 
                 "content": none, "content_score": np.ones(inputs.n)}
     if inputs.load_image is None:
         return evidence
-    hashes, low, hashed = image_signatures(inputs, progress)
+    measures = inputs.image_measures(lambda fraction, message: progress(0.9 * fraction, message))
+    hashes, low, hashed = measures.phash, measures.frequencies, measures.decoded
     evidence["phash"], evidence["bits"], evidence["radius"] = hash_evidence(
         hashes, hashed, params, inputs.seed, progress)
     evidence["content"], evidence["content_score"] = content_evidence(

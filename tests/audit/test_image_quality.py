@@ -4,7 +4,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from audit.detectors import REGISTRY
-from audit.detectors.image_quality import grey_entropy, laplacian_variance, odd_score
+from audit.detectors.image_quality import odd_score
+from audit.image_measures import grey_entropy, laplacian_variance
 from audit.images import load_rgb
 from tests.audit.detector_inputs import make_inputs, quiet
 

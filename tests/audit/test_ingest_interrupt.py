@@ -17,7 +17,7 @@ from audit.store.datasets import get_dataset, list_datasets, samples_frame
 
 pytestmark = pytest.mark.reliability
 
-IMAGES = 1024          # ingest reports progress every 256 images
+IMAGES = 1024          # ingest reports progress every 256 images (INSPECT_BATCH)
 CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -53,7 +53,7 @@ def test_killed_ingest_leaves_all_or_nothing(store, settings, subprocess_env, fo
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
     child.stdout.close()
-    assert seen[0].startswith("read 256/1024")
+    assert seen[0].startswith("read images: 256 of 1,024")
 
     stored = list_datasets(store)
     if stored.empty:                       # nothing: the same ingest now succeeds in full

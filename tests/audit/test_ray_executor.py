@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from audit import ingest as ingest_module
 from audit.cli import build_parser, _config_overrides, main
 from audit.config import AuditConfig
-from audit.detectors import image_quality, near_duplicate
+from audit import image_measures
 from audit.detectors.training_dynamics import HeadConfig, training_dynamics
 from audit.embedders import EmbedContext, ImageRows, make_embedder
 from audit.embedders.clip import load_clip
@@ -87,6 +87,21 @@ def arm_kill_switch() -> None:
 
     DecodedImages.__getitem__ = or_die("decode", DecodedImages.__getitem__)
     EncodeBatches.__call__ = or_die("encode", EncodeBatches.__call__)
+
+@pytest.fixture
+def executors(cluster):
+    """Makes RayExecutors on the test cluster; each is closed (its StopFlag actor let go)
+    after the test."""
+    made = []
+
+    def make(spec_of=None, should_cancel=None) -> RayExecutor:
+        made.append(RayExecutor(ray, "", spec_of, should_cancel))
+        return made[-1]
+
+    yield make
+    for executor in made:
+        executor.close()
+
 
 def write_images(root: Path) -> None:
     """Three colour classes of noisy 24-pixel squares, a few filed under the wrong class and one
@@ -201,25 +216,48 @@ def test_a_killed_ray_worker_process_does_not_fail_the_run(cluster, dataset) -> 
     assert run["status"] == "succeeded"
     assert len(scores(dataset, run_id).loc["overall"]) == 3 * PER_CLASS + len(MISLABELLED)
 
-def test_image_measures_and_hashes_run_as_ray_tasks_and_score_as_locally(cluster, dataset,
-                                                                         monkeypatch) -> None:
-    """image_quality's measures and near_duplicate's hashes, batch by batch on Ray (batches of
-    40 here, cut in this process), give the local run's scores exactly."""
-    monkeypatch.setattr(image_quality, "BATCH", 40)
-    monkeypatch.setattr(near_duplicate, "HASH_BATCH", 40)
+def test_image_measures_run_once_as_a_ray_data_pipeline_and_score_as_locally(
+        cluster, dataset, monkeypatch) -> None:
+    """image_quality's measures and near_duplicate's hashes come from one decode of each image,
+    batch by batch in a Ray Data pipeline (batches of 40 here), and give the local run's scores
+    exactly."""
+    monkeypatch.setattr(image_measures, "BATCH", 40)
     config = {**AUDITED, "detectors": ["image_quality", "near_duplicate"]}
     on_ray, local = (run_audit(dataset["store"], dataset["settings"], dataset["id"],
                                {**config, "executor": executor}) for executor in ("ray", "local"))
     tasks = run_record(dataset, on_ray)["summary"]["executor"]["tasks"]
     usable = len(scores(dataset, local).loc["image_quality"])
-    batches = -(-usable // 40)
-    assert (tasks["measure_batch"], tasks["signature_batch"]) == (batches, batches - 1)
+    assert tasks["measure_batch"] == len(row_ranges(usable, 2, 40)), "each image measured once"
+    assert "signature_batch" not in tasks
     ray_scores, local_scores = scores(dataset, on_ray), scores(dataset, local)
     assert ray_scores.index.equals(local_scores.index)
     assert ray_scores[["score", "is_issue", "details"]].equals(
         local_scores[["score", "is_issue", "details"]])
     copies = local_scores.loc["near_duplicate"].query("is_issue")
     assert len(copies) >= 2, "the planted copy is found, not only agreed on"
+
+
+def tagged_squares(batch: dict, *, tag: str) -> dict:
+    """A ``map_rows`` function for the test below: each row's tag and square."""
+    values = batch["value"]
+    return {"label": np.array([f"{tag}{v}" for v in values], dtype=object), "square": values ** 2}
+
+
+def test_map_rows_on_ray_data_keeps_row_order_and_honours_cancel(executors) -> None:
+    """100 rows in batches of at most 7 on the cluster: every output row where its input row
+    was, one task per batch; cancel after the first batch ends the pipeline with Cancelled."""
+    values = np.arange(100)
+    on_ray = executors()
+    out = on_ray.map_rows(tagged_squares, {"value": values}, 7, {"tag": "r"})
+    assert out["square"].tolist() == (values ** 2).tolist()
+    assert out["label"].tolist() == [f"r{v}" for v in values]
+    assert on_ray.facts["tasks"] == {"tagged_squares": len(row_ranges(100, 2, 7))}
+    seen = []
+    cancelling = executors(should_cancel=lambda: bool(seen))
+    with pytest.raises(Cancelled):
+        cancelling.map_rows(tagged_squares, {"value": values}, 7, {"tag": "r"},
+                            lambda fraction, message: seen.append(message))
+    assert len(seen) == 1, "no batch is reported after the cancel"
 
 
 def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, dataset,
@@ -251,7 +289,7 @@ def test_clip_vectors_for_the_clip_detectors_are_embedded_on_ray(cluster, datase
     assert (ray_scores["is_issue"] == local_scores["is_issue"]).all()
 
 
-def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(cluster, tiny_clip_name,
+def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(executors, tiny_clip_name,
                                                                  tmp_path, monkeypatch) -> None:
     """Beside GPUs, decode_files tasks feed the encode actors. That shape, forced here on CPUs,
     gives the local CLIP vectors (within 1e-5) and the same failed row."""
@@ -267,7 +305,7 @@ def test_the_gpu_clusters_pipeline_shape_gives_the_local_vectors(cluster, tiny_c
     local = embedder.embed(rows)
     shutil.rmtree(tmp_path / "home")
     spec = ray_executor.EmbedderSpec("clip", context, tiny_clip_name, str(checkpoint), "cpu")
-    on_ray = RayExecutor(ray, "", lambda name: spec, None)
+    on_ray = executors(spec_of=lambda name: spec)
     remote = on_ray.embed(embedder, rows, None)
     batches = len(row_ranges(len(paths), 2, 16))
     assert on_ray.facts["tasks"] == {"decode_files": batches, "EncodeBatches": batches}
@@ -285,9 +323,9 @@ def test_auto_takes_the_clusters_gpus_for_the_encode_actors_and_a_gpuless_cluste
 
 
 @pytest.mark.parametrize("probe", ["logistic", "mlp"])
-def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) -> None:
+def test_the_probes_folds_on_ray_give_the_local_probabilities(executors, probe) -> None:
     features, labels = clustered_vectors(600, classes=4)
-    on_ray = RayExecutor(ray, "", None, None)
+    on_ray = executors()
     local = cross_fit_probe(features, labels, 4, folds=3, seed=0, kind=probe)
     remote = cross_fit_probe(features, labels, 4, folds=3, seed=0, kind=probe, executor=on_ray)
     assert on_ray.facts["tasks"] == {"fold_probabilities": 3}
@@ -295,9 +333,9 @@ def test_the_probes_folds_on_ray_give_the_local_probabilities(cluster, probe) ->
     assert np.abs(remote.pred_probs - local.pred_probs).max() <= SCORE_TOLERANCE
 
 
-def test_the_knn_cell_assignment_and_searches_on_ray_give_the_local_graph(cluster) -> None:
+def test_the_knn_cell_assignment_and_searches_on_ray_give_the_local_graph(executors) -> None:
     vectors, _ = clustered_vectors(3000, classes=6)
-    on_ray = RayExecutor(ray, "", None, None)
+    on_ray = executors()
     local = build_knn_graph(vectors, 10, exact_limit=100)          # the approximate search
     remote = build_knn_graph(vectors, 10, exact_limit=100, executor=on_ray)
     assert not local.exact and not remote.exact
@@ -307,11 +345,11 @@ def test_the_knn_cell_assignment_and_searches_on_ray_give_the_local_graph(cluste
     assert np.abs(remote.distances - local.distances).max() <= 1e-5
 
 
-def test_training_dynamics_heads_on_ray_give_the_local_margins(cluster) -> None:
+def test_training_dynamics_heads_on_ray_give_the_local_margins(executors) -> None:
     """Three seeds' heads in two Ray tasks (2 CPUs) train as the local stacked model does."""
     features, labels = clustered_vectors(900, classes=4)
     labels[:40] = (labels[:40] + 1) % 4
-    on_ray = RayExecutor(ray, "", None, None)
+    on_ray = executors()
     config = HeadConfig(epochs=6, early_epoch=2)
     local = training_dynamics(features, labels, 4, 3, config, 50.0, seed=0)
     remote = training_dynamics(features, labels, 4, 3, config, 50.0, seed=0, executor=on_ray)
@@ -386,21 +424,23 @@ def test_the_cli_queues_an_audit_that_a_worker_runs_on_the_cluster(cluster, data
 INGESTED_FACTS = ["path", "label", "sha256", "width", "height", "file_size", "load_error"]
 
 
-def test_ingestion_reads_and_hashes_the_images_as_ray_tasks(cluster, dataset, tmp_path,
-                                                            monkeypatch) -> None:
-    """Each image's size, sha256 and decodability, batch by batch on Ray (batches of at most
-    40 here), are the facts the local threads find, a broken file included."""
+def test_ingestion_reads_and_hashes_the_images_in_a_ray_data_pipeline(executors, dataset,
+                                                                      tmp_path,
+                                                                      monkeypatch) -> None:
+    """Each image's size, sha256 and decodability, batch by batch in a Ray Data pipeline
+    (batches of at most 40 here), are the facts the local threads find, a broken file
+    included."""
     monkeypatch.setattr(ingest_module, "INSPECT_BATCH", 40)
     source = tmp_path / "colours"
     write_images(source)
     (source / "red" / "broken.png").write_bytes(b"not a png")
-    on_ray = RayExecutor(ray, "", None, None)
+    on_ray = executors()
     remote = ingest(dataset["store"], source, dataset["settings"], name="read on ray",
                     executor=on_ray)
     local = ingest(dataset["store"], source, dataset["settings"], name="read here")
     remote_rows, local_rows = (dataset_store.samples_frame(dataset["store"], d)[INGESTED_FACTS]
                                for d in (remote, local))
-    assert on_ray.facts["tasks"] == {"inspect_rows": len(row_ranges(len(local_rows), 2, 40))}
+    assert on_ray.facts["tasks"] == {"inspect_batch": len(row_ranges(len(local_rows), 2, 40))}
     assert remote_rows.equals(local_rows)
     assert local_rows["sha256"].nunique() == len(local_rows) - 1       # the copy
     broken = local_rows.set_index("path").loc["red/broken.png"]
@@ -419,7 +459,7 @@ def test_the_cli_ingests_with_the_ray_executor_on_the_cluster(cluster, dataset,
     job = job_store.list_jobs(dataset["store"], limit=1).iloc[0]
     result = job_store.get_job(dataset["store"], int(job["id"]))["result"]
     assert (result["executor"]["name"], result["executor"]["address"]) == ("ray", address)
-    assert result["executor"]["tasks"]["inspect_rows"] >= 2
+    assert result["executor"]["tasks"]["inspect_batch"] >= 2
     samples = dataset_store.samples_frame(dataset["store"], result["dataset_id"])
     assert len(samples) == 3 * PER_CLASS + len(MISLABELLED) + 1
     assert samples["load_error"].isna().all()
