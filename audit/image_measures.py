@@ -3,10 +3,11 @@
 
 Both detectors read small thumbnails of the same decoded image, so a run decodes each image
 once for both: the first of them to run calls ``DetectorInputs.image_measures`` and the other
-reads the kept result. The batches run on the run's executor (``map_rows``: one after another
-in the worker process, a Ray Data pipeline with ``executor = "ray"``), each decoding its
-images in ``LOADER_THREADS`` threads. An image that cannot be read is recorded with its reason
-(its measures are NaN, it has no hash) and the rest go on.
+reads the kept result. The first batch runs in the worker process (when none of its images can
+be read, the rest are not tried), the others on the run's executor (``map_rows``: one after
+another in the worker process, a Ray Data pipeline with ``executor = "ray"``), each decoding
+its images in ``LOADER_THREADS`` threads. An image that cannot be read is recorded with its
+reason (its measures are NaN, it has no hash) and the rest go on.
 
 The measures of one image:
 
@@ -31,6 +32,7 @@ from PIL import Image
 
 from audit import perceptual_hash
 from audit.errors import InputError
+from audit.executors import concatenated
 from audit.images import ImageLoadError
 
 THUMB = 64
@@ -59,13 +61,31 @@ class ImageMeasures:
 
 def measure_images(load_image: Callable[[int], Image.Image], n: int, executor,
                    progress: Callable[[float, str], None]) -> ImageMeasures:
-    """The measures of rows ``0..n-1`` (``load_image(row)`` decodes one), batch by batch on
-    ``executor`` (``audit.executors``)."""
-    columns = executor.map_rows(measure_batch, {"row": np.arange(n)}, BATCH,
-                                {"load_image": load_image}, progress, "measuring images")
+    """The measures of rows ``0..n-1`` (``load_image(row)`` decodes one): the first batch
+    here, the rest batch by batch on ``executor`` (``audit.executors``). When no image of the
+    first batch can be read, the rest are not tried (a run without image files, such as
+    one with given embeddings, would otherwise fail to open every file: 90 s at 1M)."""
+    first = measure_batch({"row": np.arange(min(n, BATCH))}, load_image=load_image)
+    if n and (first["error"] != "").all():
+        return nothing_readable(first, n)
+    rest = executor.map_rows(measure_batch, {"row": np.arange(min(n, BATCH), n)}, BATCH,
+                             {"load_image": load_image}, progress, "measuring images")
+    columns = concatenated([first, rest])
     errors = {row: str(reason) for row, reason in enumerate(columns["error"]) if reason}
     quality = {name: columns["quality"][:, i] for i, name in enumerate(PIXEL_CHECKS)}
     return ImageMeasures(quality, columns["frequencies"], columns["phash"], errors)
+
+
+def nothing_readable(first: dict[str, np.ndarray], n: int) -> ImageMeasures:
+    """The measures of ``n`` rows when no image of the ``first`` batch could be read: every
+    row unread, the first batch's with their own reasons."""
+    untried = (f"not read: none of the first {len(first['error'])} images could be read "
+               f"({first['error'][0]})")
+    errors = {row: str(first["error"][row]) if row < len(first["error"]) else untried
+              for row in range(n)}
+    return ImageMeasures({name: np.full(n, np.nan) for name in PIXEL_CHECKS},
+                         np.zeros((n, FREQUENCIES), dtype=np.float32),
+                         np.zeros(n, dtype=np.uint64), errors)
 
 
 def measure_batch(batch: dict[str, np.ndarray], *, load_image) -> dict[str, np.ndarray]:

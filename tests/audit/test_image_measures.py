@@ -76,6 +76,23 @@ def test_the_measures_are_those_of_each_image_alone(folder) -> None:
             assert measures.quality[name][row] == pytest.approx(float(features[name][0]))
 
 
+def test_without_a_readable_image_in_the_first_batch_the_rest_are_not_tried(tmp_path,
+                                                                          monkeypatch) -> None:
+    """A run whose files are not there (given embeddings, images elsewhere): the first batch
+    of 8 is tried, the other 22 rows are not, and every row is unread, with its reason."""
+    monkeypatch.setattr(image_measures, "BATCH", 8)
+    loader = CountingLoader([tmp_path / f"absent_{i}.png" for i in range(IMAGES)])
+    inputs = make_inputs(np.zeros(IMAGES, dtype=np.int64), load_image=loader)
+    quality = REGISTRY["image_quality"]().run(inputs, {}, quiet)
+    duplicates = REGISTRY["near_duplicate"]().run(inputs, {}, quiet)
+    assert loader.counts.tolist() == [1] * 8 + [0] * (IMAGES - 8)
+    assert quality["is_issue"].all() and not duplicates["is_issue"].any()
+    assert quality.loc[0, "details"]["reason"] == "the image could not be read: file not found"
+    assert quality.loc[8, "details"]["reason"] == ("the image could not be read: not read: none "
+                                                   "of the first 8 images could be read (file "
+                                                   "not found)")
+
+
 def double(batch: dict, *, offset: int) -> dict:
     return {"twice": batch["value"] * 2 + offset, "label": batch["name"]}
 
