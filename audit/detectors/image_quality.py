@@ -42,15 +42,22 @@ def odd_score(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + (robust_z(values) / ROBUST_Z) ** 2)
 
 
+def measured_median(values: np.ndarray) -> float:
+    """The median of the measured values (NaN: an unread image); NaN when none was measured
+    (``np.nanmedian`` without its warning)."""
+    measured = values[~np.isnan(values)]
+    return float(np.median(measured)) if len(measured) else float("nan")
+
+
 def quality_subscores(raw: dict[str, np.ndarray], widths: np.ndarray,
                       heights: np.ndarray) -> dict[str, np.ndarray]:
     """All sub-scores in [0, 1] (lower = worse) from raw measures and image sizes."""
     blur = raw["blur_variance"]
     saturation = raw["saturation"]
-    colour = float(np.nanmedian(saturation)) >= COLOUR_DATASET_SATURATION
+    colour = measured_median(saturation) >= COLOUR_DATASET_SATURATION
     w, h = np.maximum(widths, 1).astype(float), np.maximum(heights, 1).astype(float)
     return {"dark": raw["dark"], "light": raw["light"],
-            "blurry": np.minimum(blur / max(float(np.nanmedian(blur)), 1e-6), 1.0),
+            "blurry": np.minimum(blur / max(measured_median(blur), 1e-6), 1.0),
             "low_information": raw["low_information"],
             "odd_size": odd_score(0.5 * np.log(w * h)), "odd_aspect": odd_score(np.log(w / h)),
             "grayscale": np.minimum(saturation / 0.05, 1.0) if colour else np.ones_like(blur)}
