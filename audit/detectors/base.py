@@ -113,7 +113,7 @@ class DetectorInputs:
     trusted: np.ndarray | None = None       # bool (n,): a reviewer kept it (audit.corrections)
     # the run's executor (audit.executors): per-image work goes through it
     executor: object = dataclasses.field(default_factory=LocalExecutor)
-    measured: dict = dataclasses.field(default_factory=dict, repr=False)   # image_measures'
+    measured_images: object | None = dataclasses.field(default=None, repr=False)  # the cache
 
     @property
     def n(self) -> int:
@@ -122,12 +122,12 @@ class DetectorInputs:
     def image_measures(self, progress: Progress):
         """Every image's measures (``audit.image_measures.ImageMeasures``): each image decoded
         once by the run's executor for the first detector that asks, kept for the others."""
-        if "images" not in self.measured:
+        if self.measured_images is None:
             from audit.image_measures import measure_images
 
-            self.measured["images"] = measure_images(self.load_image, self.n, self.executor,
-                                                     progress)
-        return self.measured["images"]
+            self.measured_images = measure_images(self.load_image, self.n, self.executor,
+                                                  progress)
+        return self.measured_images
 
 
 class Detector:
