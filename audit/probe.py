@@ -239,9 +239,10 @@ def fit_mlp(features: torch.Tensor, targets: torch.Tensor,
     for _ in range(epochs):
         order = torch.randperm(len(features), generator=generator, device=features.device)
         for batch in order.split(MLP_BATCH):
-            inputs = dropout(features[batch], 0.2, generator)
+            inputs = dropout(features.index_select(0, batch), 0.2, generator)
             logits = output(dropout(torch.relu(hidden(inputs)), 0.5, generator))
-            loss = torch.nn.functional.cross_entropy(logits, targets[batch], label_smoothing=0.1)
+            loss = torch.nn.functional.cross_entropy(logits, targets.index_select(0, batch),
+                                                     label_smoothing=0.1)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -252,11 +253,12 @@ def dropout(x: torch.Tensor, rate: float, generator: torch.Generator) -> torch.T
     """Inverted dropout, as ``torch.nn.functional.dropout`` in training, with the mask drawn
     from uniform numbers of ``generator``: on CPU torch's own draws Bernoulli numbers 3.7x
     slower (0.65 ms against 0.18 ms for a 128 x 512 batch), which made dropout 40% of the
-    probe's time."""
+    probe's time. The mask is made in place, already scaled, so autograd records one product
+    (forward and backward 0.28 against 0.45 ms; the same numbers as ``x * keep * scale``)."""
     import torch
 
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
-    return x * keep * (1.0 / (1.0 - rate))
+    scaled_keep = torch.rand(x.shape, generator=generator, device=x.device)
+    return x * scaled_keep.ge_(rate).mul_(1.0 / (1.0 - rate))
 
 
 def fit_logistic(features: torch.Tensor, targets: torch.Tensor, n_classes: int,
