@@ -226,7 +226,9 @@ class AuditRun:
         if self.config.embeddings_file:
             from audit.supplied import load_embeddings
 
-            vectors = load_embeddings(self.config.embeddings_file, table.total)[table.row_index]
+            vectors = load_embeddings(self.config.embeddings_file, table.total)
+            if not np.array_equal(table.row_index, np.arange(table.total)):
+                vectors = vectors[table.row_index]       # the rows of the samples audited
             self.model_ids["embedder"] = f"supplied:{Path(self.config.embeddings_file).name}"
             self.clip = self.clip_for_detectors(table, None, vectors)
             return vectors, table

@@ -116,7 +116,7 @@ def load_embeddings(path: str | Path, n_samples: int) -> np.ndarray:
     array = load_array(path, "embeddings")
     _check_shape(Path(path), array, n_samples, "embeddings", "d")
     check_vectors(array, str(path), np.arange(len(array)), "recompute or drop those samples")
-    return l2_normalise(array)
+    return l2_normalise(array, in_place=True)     # the array was read here: no second copy
 
 
 def load_pred_probs(path: str | Path, n_samples: int, n_classes: int) -> np.ndarray:
