@@ -49,11 +49,14 @@ def test_an_audit_on_huge_embeddings_scores_as_on_the_same_embeddings_unscaled(
     np.testing.assert_allclose(scores[1].to_numpy(), scores[0].to_numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("value, problem", [
-    (1e39, "beyond float32's range"), (np.inf, "NaN or infinite"), (0.0, "all zeros")])
-def test_overflowing_non_finite_or_zero_supplied_rows_are_refused(tmp_path, value,
-                                                                  problem) -> None:
-    vectors = _clustered().astype(np.float64)
+@pytest.mark.parametrize("value, problem, dtype", [
+    (1e39, "beyond float32's range", np.float64), (np.inf, "NaN or infinite", np.float64),
+    (0.0, "all zeros", np.float64), (np.nan, "NaN or infinite", np.float32),
+    (-np.inf, "NaN or infinite", np.float32), (0.0, "all zeros", np.float32)])
+def test_overflowing_non_finite_or_zero_supplied_rows_are_refused(tmp_path, value, problem,
+                                                                  dtype) -> None:
+    """float64 files are checked through float64, float32 files as they are."""
+    vectors = _clustered().astype(dtype)
     vectors[4] = value
     np.save(tmp_path / "bad.npy", vectors)
     with pytest.raises(InputError, match=f"row 4.*{problem}|{problem}.*row 4") as caught:
@@ -95,6 +98,10 @@ def test_checks_and_normalising_read_in_chunks_give_the_whole_arrays_answer(
     whole = l2_normalise(vectors)
     monkeypatch.setattr(embedders, "CHUNK_ROWS", 7)
     assert np.array_equal(l2_normalise(vectors), whole)
+    np.save(tmp_path / "plain.npy", vectors)
+    assert np.array_equal(load_embeddings(tmp_path / "plain.npy", 50), whole)   # in place
+    assert np.array_equal(l2_normalise(vectors.copy(), in_place=True), whole)
+    assert not np.array_equal(vectors, whole)       # a caller's array is left as it was
     vectors[[23, 41, 48]] = 0.0
     np.save(tmp_path / "zeros.npy", vectors)
     with pytest.raises(InputError, match=r"row 23 is all zeros .*\(3 such row\(s\)\)"):
