@@ -226,9 +226,8 @@ class AuditRun:
         if self.config.embeddings_file:
             from audit.supplied import load_embeddings
 
-            vectors = load_embeddings(self.config.embeddings_file, table.total)
-            if not np.array_equal(table.row_index, np.arange(table.total)):
-                vectors = vectors[table.row_index]       # the rows of the samples audited
+            vectors = table.audited_rows(load_embeddings(self.config.embeddings_file,
+                                                         table.total))
             self.model_ids["embedder"] = f"supplied:{Path(self.config.embeddings_file).name}"
             self.clip = self.clip_for_detectors(table, None, vectors)
             return vectors, table
@@ -368,7 +367,8 @@ class AuditRun:
             from audit.supplied import check_label_agreement, load_pred_probs
 
             path = self.config.pred_probs_file
-            probs = load_pred_probs(path, table.total, len(table.class_names))[table.row_index]
+            probs = table.audited_rows(load_pred_probs(path, table.total,
+                                                       len(table.class_names)))
             check_label_agreement(path, probs, table.labels)
             self.model_ids["pred_probs"] = f"supplied:{Path(path).name}"
             self.summary["pred_probs"] = probe_summary(probs, table.labels, "supplied")

@@ -50,6 +50,12 @@ class SampleTable:
     def row_index(self) -> np.ndarray:
         return self.frame["row_index"].to_numpy(dtype=np.int64)
 
+    def audited_rows(self, whole: np.ndarray) -> np.ndarray:
+        """The rows of ``whole`` (one per dataset row, source order) of the samples audited:
+        ``whole`` itself when every row is (no 2 GB copy of 1M supplied embeddings)."""
+        rows = self.row_index
+        return whole if np.array_equal(rows, np.arange(self.total)) else whole[rows]
+
     @property
     def labels(self) -> np.ndarray:
         lookup = {name: i for i, name in enumerate(self.class_names)}

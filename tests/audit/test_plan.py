@@ -16,6 +16,7 @@ from audit.detectors.base import REGISTRY, Detector, result_frame
 from audit.errors import Cancelled, ConfigError, InputError
 from audit.config import AuditConfig
 from audit.plan import check_result, detector_order, run_audit
+from audit.sample_table import SampleTable
 from audit.store import runs
 from audit.store.explore import ensure_explore_index, explore_page, opening_filters
 from audit.supplied import load_embeddings, load_pred_probs
@@ -252,6 +253,16 @@ def test_supplied_embeddings_and_pred_probs_replace_the_models(store, settings, 
     # class names sort as ['blue', 'red']: r04 is red (column 1), b05 blue (column 0)
     assert scores["r04"] == pytest.approx(0.04) and scores["b05"] == pytest.approx(0.03)
     assert runs.run_samples_frame(store, run_id)["fold"].isna().all()
+
+
+def test_supplied_rows_are_those_of_the_audited_samples_and_never_copied_when_all_are():
+    """A supplied file has one row per dataset row; an unreadable sample's row is dropped,
+    and with every sample audited the file's own array is used (no second copy)."""
+    whole = np.arange(10.0).reshape(5, 2)
+    some = SampleTable(pd.DataFrame({"row_index": [0, 2, 3, 4]}), Path("."), [], total=5)
+    assert some.audited_rows(whole).tolist() == [[0, 1], [4, 5], [6, 7], [8, 9]]
+    every = SampleTable(pd.DataFrame({"row_index": [0, 1, 2, 3, 4]}), Path("."), [], total=5)
+    assert every.audited_rows(whole) is whole
 
 
 @pytest.mark.parametrize("array, named", [
