@@ -9,7 +9,7 @@ from PIL import Image
 
 from audit.embedders import CPU_PASS_IMAGES, make_embedder
 from audit.embedders.imagenet import (VARIANTS, ImagenetEmbedder, ImagenetNetwork, Variant,
-                                      image_transform, weights_path)
+                                      fold_batch_norms, image_transform, weights_path)
 from audit.errors import ModelUnavailableError
 from tests.audit.test_embedders import context, two_colours, write_images
 
@@ -46,6 +46,32 @@ def test_logits_equal_the_reference_implementation_with_the_same_weights(network
     assert ours.shape == (6, 1000)
     assert np.abs(ours - expected).max() < 1e-4
     assert (ours.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_the_loaded_network_holds_no_batch_norm_and_folding_keeps_the_function(network):
+    """Every norm of the loaded network is folded into its convolution (the logits above are
+    the reference's, which keeps its norms); on a small chain with trained-looking statistics
+    the folded chain computes what the unfolded one did."""
+    from timm.layers import BatchNormAct2d
+
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.model.modules())
+    torch.manual_seed(0)
+    chain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+                                BatchNormAct2d(8, act_layer=torch.nn.ReLU6),
+                                torch.nn.Identity(),
+                                torch.nn.Conv2d(8, 4, 1), torch.nn.BatchNorm2d(4))
+    for norm in (chain[1], chain[4]):
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
+        norm.weight.data.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    x = torch.randn(5, 3, 12, 12)
+    with torch.inference_mode():
+        expected = chain.eval()(x)
+        fold_batch_norms(chain)
+        folded = chain(x)
+    assert [type(m).__name__ for m in chain] == ["Conv2d", "ReLU6", "Identity", "Conv2d",
+                                                 "Identity"]
+    assert np.abs((folded - expected).numpy()).max() < 1e-5
+    assert float(expected.abs().max()) > 1.0         # not a trivially small output
 
 
 def test_a_batch_in_several_forward_passes_keeps_each_images_own_vector(network):
