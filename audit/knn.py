@@ -14,7 +14,8 @@ the earlier search by cell (each cell's rows against the members of the 8 cells 
 centroid, the same work) found 0.618 (docs/benchmarks.md). The few rows that meet fewer
 candidates than k are searched again (``_complete_short_rows``), so every row has k real
 neighbours. Assigning (ranges of rows) and the cells' searches (groups of cells) run through
-the run's executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors).
+the run's executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors);
+within a group, the cells are searched by one Python thread per core the process may use.
 On a GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is
 clipped to n - 1; ``exact`` records which search was used.
 """
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from audit.detectors.base import KnnGraph
 from audit.errors import InputError
@@ -168,19 +171,28 @@ def assign_cells(start: int, stop: int, *, vectors: np.ndarray, centroids: np.nd
 def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[np.ndarray], *,
                  vectors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``width`` of each cell's queries among its candidates; rows in the order of
-    the cells' queries, one after another."""
+    the cells' queries, one after another.
+
+    The cells are searched side by side by as many Python threads as torch has threads (one
+    in a Ray task given one CPU), each cell on one thread of numpy's and torch's: the gathers
+    and the top-k, on one thread either way, no longer leave the other core idle while the
+    product waits for them (1M rows: 43 -> 32.5 s on 2 cores; the same results, docs/
+    benchmarks.md)."""
     with warnings.catch_warnings():   # Ray shares ``vectors`` read-only; they are only read
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         base = torch.from_numpy(vectors)
-    total = sum(len(queries) for queries in queries_per_cell)
-    indices = np.empty((total, width), dtype=np.int64)
-    similarities = np.empty((total, width), dtype=np.float32)
-    start = 0
-    with torch_threads(1):
-        for queries, candidates in zip(queries_per_cell, candidates_per_cell):
-            block = slice(start, start + len(queries))
-            _search_block(base, queries, candidates, width, indices[block], similarities[block])
-            start += len(queries)
+    ends = np.cumsum([len(queries) for queries in queries_per_cell])
+    indices = np.empty((int(ends[-1]) if len(ends) else 0, width), dtype=np.int64)
+    similarities = np.empty((len(indices), width), dtype=np.float32)
+
+    def search(cell: int) -> None:
+        block = slice(int(ends[cell]) - len(queries_per_cell[cell]), int(ends[cell]))
+        _search_block(base, queries_per_cell[cell], candidates_per_cell[cell], width,
+                      indices[block], similarities[block])
+
+    threads = torch.get_num_threads()
+    with torch_threads(1), threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(search, range(len(queries_per_cell))))
     return indices, similarities
 
 
@@ -207,8 +219,8 @@ def _search_block(base: torch.Tensor, queries: np.ndarray, candidates: np.ndarra
 
     Rows are gathered by ``index_select`` (2.8x faster than indexing with a tensor), the
     product is numpy's (OpenBLAS; torch's MKL took 20% longer on an AMD EPYC) and the top-k is
-    torch's; ``search_cells`` keeps torch on one thread meanwhile, since torch's spinning
-    threads and OpenBLAS's slowed each other down 1.8x (docs/benchmarks.md)."""
+    torch's, each on one thread (``search_cells``): with two each, torch's spinning threads and
+    OpenBLAS's slowed each other down 1.8x (docs/benchmarks.md)."""
     pool = base.index_select(0, torch.from_numpy(candidates)).numpy()
     take = min(width, len(candidates))
     for start in range(0, len(queries), BLOCK_QUERIES):

@@ -7,7 +7,8 @@ import pytest
 
 from audit.embedders import l2_normalise
 from audit.errors import InputError
-from audit.knn import build_knn_graph, drop_self, torch_exact_search
+from audit.knn import build_knn_graph, drop_self, search_cells, torch_exact_search
+from audit.processes import torch_threads
 
 
 def clustered(n: int, dims: int = 16, centres: int = 8, seed: int = 0) -> np.ndarray:
@@ -79,6 +80,34 @@ def test_rows_of_a_cell_that_few_rows_probe_still_get_k_real_neighbours():
     for row in range(3000, 3003):          # each other first, then the nearest of the rest
         assert set(graph.indices[row, :2]) == set(exact.indices[row, :2])
         assert len(set(graph.indices[row]) & set(exact.indices[row])) >= 7
+
+
+def test_cells_searched_side_by_side_give_each_cells_exact_top_k_in_cell_order():
+    vectors = clustered(2000).astype(np.float32)
+    rng = np.random.default_rng(1)
+    sizes = [(0, 30), (3, 5), (50, 200), (400, 900), (7, 12), (120, 11)]
+    queries = [np.sort(rng.choice(2000, q, replace=False)) for q, _ in sizes]
+    candidates = [np.sort(rng.choice(2000, c, replace=False)) for _, c in sizes]
+    with torch_threads(1):
+        one_thread = search_cells(queries, candidates, vectors=vectors, width=11)
+    with torch_threads(3):
+        three_threads = search_cells(queries, candidates, vectors=vectors, width=11)
+    for alone, side_by_side in zip(one_thread, three_threads):
+        np.testing.assert_array_equal(alone, side_by_side)
+    indices, similarities = three_threads
+    assert len(indices) == sum(len(q) for q in queries)
+    start = 0
+    for cell_queries, cell_candidates in zip(queries, candidates):
+        rows = slice(start, start + len(cell_queries))
+        take = min(11, len(cell_candidates))
+        scores = vectors[cell_queries] @ vectors[cell_candidates].T
+        np.testing.assert_allclose(similarities[rows, :take],
+                                   -np.sort(-scores, axis=1)[:, :take], atol=1e-6)
+        found = np.take_along_axis(scores, np.searchsorted(cell_candidates,
+                                                           indices[rows, :take]), 1)
+        np.testing.assert_allclose(found, similarities[rows, :take], atol=1e-6)
+        assert (indices[rows, take:] == -1).all()
+        start += len(cell_queries)
 
 
 def test_drop_self_refuses_a_row_with_missing_hits():
