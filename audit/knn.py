@@ -176,8 +176,8 @@ def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[n
     The cells are searched side by side by as many Python threads as torch has threads (one
     in a Ray task given one CPU), each cell on one thread of numpy's and torch's: the gathers
     and the top-k, on one thread either way, no longer leave the other core idle while the
-    product waits for them (1M rows: 43 -> 32.5 s on 2 cores; the same results, docs/
-    benchmarks.md)."""
+    product waits for them (the cells' searches of a 1M graph: 43 -> 32.5 s on 2 cores, the
+    same results; docs/benchmarks.md)."""
     with warnings.catch_warnings():   # Ray shares ``vectors`` read-only; they are only read
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         base = torch.from_numpy(vectors)
