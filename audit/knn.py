@@ -181,12 +181,12 @@ def search_cells(queries_per_cell: list[np.ndarray], candidates_per_cell: list[n
     with warnings.catch_warnings():   # Ray shares ``vectors`` read-only; they are only read
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         base = torch.from_numpy(vectors)
-    ends = np.cumsum([len(queries) for queries in queries_per_cell])
-    indices = np.empty((int(ends[-1]) if len(ends) else 0, width), dtype=np.int64)
-    similarities = np.empty((len(indices), width), dtype=np.float32)
+    starts = np.cumsum([0] + [len(queries) for queries in queries_per_cell])
+    indices = np.empty((starts[-1], width), dtype=np.int64)
+    similarities = np.empty((starts[-1], width), dtype=np.float32)
 
     def search(cell: int) -> None:
-        block = slice(int(ends[cell]) - len(queries_per_cell[cell]), int(ends[cell]))
+        block = slice(starts[cell], starts[cell + 1])
         _search_block(base, queries_per_cell[cell], candidates_per_cell[cell], width,
                       indices[block], similarities[block])
 
