@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ from audit.store import Store
 from audit.store import datasets as dataset_store
 from audit.store import jobs as job_store
 from audit.store import runs
+from tests.audit.ray_worker_setup import KILL_SWITCH_ENV, TINY_CLIP_ENV, prepare_worker
 from tests.conftest import PROJECT_ROOT, TINY_CLIP_CONFIG, kill_workers_of
 
 CLASSES = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 210)}
@@ -53,40 +53,6 @@ AUDITED = {"embedder": "pixels", "probe": "logistic", "folds": 2, "k": 5, "loade
 SCORE_TOLERANCE = 1e-4
 BATCH_SIZE = load_settings(toml_path=Path("absent.toml"), env={}).batch_size
 JSON_COLUMNS = ("config", "summary", "notes", "timings")
-KILL_SWITCH_ENV = "SIEVE_TEST_RAY_KILL_SWITCH"
-TINY_CLIP_ENV = "SIEVE_TEST_TINY_CLIP_CONFIG"
-
-def prepare_worker() -> None:
-    """Ray ``worker_process_setup_hook``: the tiny test CLIP's architecture registered, as in
-    the test process, and the kill switch armed."""
-    import open_clip
-
-    open_clip.add_model_config(os.environ[TINY_CLIP_ENV])
-    arm_kill_switch()
-
-def arm_kill_switch() -> None:
-    """While the kill-switch file exists, the first decode task (text ``decode``) or encode
-    actor (text ``encode``) to take it (an atomic rename) writes its pid there and kills its
-    own worker process."""
-    from audit.embedders.loader import DecodedImages
-    from audit.ray_executor import EncodeBatches
-
-    def or_die(stage: str, work):
-        def work_or_die(self, *args):
-            switch = Path(os.environ[KILL_SWITCH_ENV])
-            fired = switch.with_suffix(".fired")
-            try:
-                if switch.read_text() != stage:
-                    return work(self, *args)
-                switch.rename(fired)
-            except FileNotFoundError:
-                return work(self, *args)
-            fired.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-        return work_or_die
-
-    DecodedImages.__getitem__ = or_die("decode", DecodedImages.__getitem__)
-    EncodeBatches.__call__ = or_die("encode", EncodeBatches.__call__)
 
 @pytest.fixture
 def executors(cluster):
