@@ -53,16 +53,40 @@ def principal_projection(x: np.ndarray, max_dims: int, sample: int = 10_000,
 
 def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64) -> np.ndarray:
     """Mahalanobis distance to the nearest class mean (shared, shrunk covariance)."""
-    from sklearn.covariance import ledoit_wolf
-
     z = principal_projection(x, max_dims)
-    classes = np.unique(labels)
-    means = np.stack([z[labels == c].mean(axis=0) for c in classes])
-    covariance, _ = ledoit_wolf(z - means[np.searchsorted(classes, labels)])
+    classes, own = np.unique(labels, return_inverse=True)
+    means = np.stack([z[own == c].mean(axis=0) for c in range(len(classes))])
+    covariance = within_class_ledoit_wolf(z, means, own)
     whitening = np.linalg.cholesky(np.linalg.inv(covariance))
     zw, mw = z @ whitening, means @ whitening
     squared = (zw ** 2).sum(1)[:, None] - 2 * zw @ mw.T + (mw ** 2).sum(1)[None, :]
     return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+
+
+def within_class_ledoit_wolf(z: np.ndarray, means: np.ndarray, own: np.ndarray,
+                             chunk: int = 65_536) -> np.ndarray:
+    """scikit-learn's ``ledoit_wolf(z - means[own])`` (the rows centred on their class's mean,
+    centred again on their mean as it does, then its shrinkage), from sums over ``chunk``
+    rows at a time: no centred copy of ``z`` and no squared copy (two 512 MB arrays at
+    1M x 64, and 8.6 of the outlier detector's 15 s at 1M were spent making them)."""
+    rows, dims = z.shape
+    shift = (z.sum(axis=0) - np.bincount(own, minlength=len(means)) @ means) / rows   # ~0
+    cross, squares_cross = np.zeros((dims, dims)), np.zeros((dims, dims))
+    for start in range(0, rows, chunk):
+        part = z[start:start + chunk] - means[own[start:start + chunk]]
+        part -= shift
+        cross += part.T @ part
+        part **= 2
+        squares_cross += part.T @ part
+    covariance = cross / rows
+    mu = np.trace(covariance) / dims
+    delta_ = np.sum(cross ** 2) / rows ** 2
+    delta = (delta_ - 2.0 * mu * np.trace(covariance) + dims * mu ** 2) / dims
+    beta = min((np.sum(squares_cross) / rows - delta_) / (dims * rows), delta)
+    shrinkage = 0.0 if beta == 0 or delta <= 0 else beta / delta
+    shrunk = (1.0 - shrinkage) * covariance
+    shrunk.flat[:: dims + 1] += shrinkage * mu
+    return shrunk
 
 
 def outlier_issues(score: np.ndarray, threshold: float = 0.25) -> np.ndarray:

@@ -3,8 +3,10 @@
 import numpy as np
 
 from audit.detectors import REGISTRY
+from sklearn.covariance import ledoit_wolf
+
 from audit.detectors.outlier import (class_mahalanobis, distance_to_score, outlier_issues,
-                                     principal_projection)
+                                     principal_projection, within_class_ledoit_wolf)
 from audit.embedders import l2_normalise
 from tests.audit.detector_inputs import blobs, make_inputs, precision_recall, quiet
 
@@ -36,6 +38,20 @@ def test_projection_in_chunks_is_the_whole_arrays_projection():
     centred = x - x.mean(axis=0)
     assert np.allclose(np.abs(whole).sum(axis=0), np.abs(centred @ np.linalg.svd(
         centred[::2], full_matrices=False)[2][:6].T).sum(axis=0), rtol=1e-4)
+
+
+def test_the_within_class_covariance_from_chunks_is_scikit_learns_ledoit_wolf():
+    rng = np.random.default_rng(2)
+    for rows, dims, classes in [(3_000, 64, 10), (500, 5, 3), (200, 1, 2)]:
+        scales = rng.uniform(0.1, 3.0, dims)            # uneven variances: a real shrinkage
+        z = rng.normal(size=(rows, dims)) * scales + rng.normal(0, 5, dims)
+        own = rng.integers(0, classes, rows)
+        means = np.stack([z[own == c].mean(axis=0) for c in range(classes)])
+        expected, shrinkage = ledoit_wolf(z - means[own])
+        assert dims == 1 or 0.0 < shrinkage < 1.0
+        for chunk in (rows, 97):
+            found = within_class_ledoit_wolf(z, means, own, chunk=chunk)
+            assert np.allclose(found, expected, rtol=1e-9, atol=1e-12), (rows, dims, chunk)
 
 
 def test_planted_far_points_are_the_outliers():
