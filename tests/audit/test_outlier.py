@@ -1,10 +1,9 @@
 """outlier: cleanlab-style calibration, class Gaussians, and planted far points among blobs."""
 
 import numpy as np
-
-from audit.detectors import REGISTRY
 from sklearn.covariance import ledoit_wolf
 
+from audit.detectors import REGISTRY
 from audit.detectors.outlier import (class_mahalanobis, distance_to_score, outlier_issues,
                                      principal_projection, within_class_ledoit_wolf)
 from audit.embedders import l2_normalise
