@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from audit.embedders import CPU_PASS_IMAGES, make_embedder
-from audit.embedders.imagenet import (VARIANTS, ImagenetEmbedder, ImagenetNetwork, Variant,
-                                      fold_batch_norms, image_transform, weights_path)
+from audit.embedders.imagenet import (VARIANTS, EvenSideSameConv, ImagenetEmbedder,
+                                      ImagenetNetwork, Variant, fold_batch_norms,
+                                      image_transform, weights_path)
 from audit.errors import ModelUnavailableError
 from tests.audit.test_embedders import context, two_colours, write_images
 
@@ -72,6 +73,29 @@ def test_the_loaded_network_holds_no_batch_norm_and_folding_keeps_the_function(n
                                                  "Identity"]
     assert np.abs((folded - expected).numpy()).max() < 1e-5
     assert float(expected.abs().max()) > 1.0         # not a trivially small output
+
+
+def test_stride_two_same_convolutions_without_the_padded_copy_compute_timms(network):
+    """The loaded network's five stride-2 convolutions are the widened ones (the logits above
+    stay the reference's); each computes timm's TF-"same" convolution, on even sides with the
+    widened kernel and on odd sides through timm's own."""
+    from timm.layers.conv2d_same import Conv2dSame
+
+    replaced = [m for m in network.model.modules() if isinstance(m, EvenSideSameConv)]
+    assert len(replaced) == 5
+    torch.manual_seed(0)
+    for size, groups in [(3, 1), (3, 8), (5, 8)]:
+        same = Conv2dSame(8, 16 if groups == 1 else 8, size, stride=2, groups=groups)
+        same.bias.data.uniform_(-1, 1)
+        conv = EvenSideSameConv(same)
+        for height, width in [(20, 22), (21, 23), (10, 11)]:
+            x = torch.randn(2, 8, height, width)
+            with torch.inference_mode():
+                expected, found = same(x), conv(x)
+            assert found.shape == expected.shape == (2, same.out_channels, -(-height // 2),
+                                                     -(-width // 2))
+            assert torch.allclose(found, expected, atol=1e-5), (size, groups, height, width)
+    assert not EvenSideSameConv.fits(torch.nn.Conv2d(8, 8, 3, stride=1))
 
 
 def test_a_batch_in_several_forward_passes_keeps_each_images_own_vector(network):
