@@ -79,9 +79,10 @@ def within_class_ledoit_wolf(z: np.ndarray, means: np.ndarray, own: np.ndarray,
         part **= 2
         squares_cross += part.T @ part
     covariance = cross / rows
-    mu = np.trace(covariance) / dims
+    trace = np.trace(covariance)
+    mu = trace / dims
     delta_ = np.sum(cross ** 2) / rows ** 2
-    delta = (delta_ - 2.0 * mu * np.trace(covariance) + dims * mu ** 2) / dims
+    delta = (delta_ - 2.0 * mu * trace + dims * mu ** 2) / dims
     beta = min((np.sum(squares_cross) / rows - delta_) / (dims * rows), delta)
     shrinkage = 0.0 if beta == 0 or delta <= 0 else beta / delta
     shrunk = (1.0 - shrinkage) * covariance

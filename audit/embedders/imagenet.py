@@ -92,7 +92,7 @@ def load_network(variant: str = DEFAULT_VARIANT, device: str = "cpu") -> torch.n
     model = timm.create_model(_variant(variant).architecture, pretrained=False)
     model.load_state_dict(_renamed(state, model.state_dict(), path))
     fold_batch_norms(model.eval())
-    pad_stride_two_convolutions_in_place(model)
+    widen_same_convolutions_in_place(model)
     # channels-last: the depthwise convolutions run 1.65x faster on 2 CPU cores (docs/benchmarks.md)
     return model.to(device, memory_format=torch.channels_last)
 
@@ -117,7 +117,7 @@ def fold_batch_norms(model: torch.nn.Module) -> None:
                 setattr(parent, norm_name, getattr(norm, "act", torch.nn.Identity()))
 
 
-def pad_stride_two_convolutions_in_place(model: torch.nn.Module) -> None:
+def widen_same_convolutions_in_place(model: torch.nn.Module) -> None:
     """Replace each of timm's TF-"same" stride-2 convolutions (``Conv2dSame``: a zero-padded
     copy of its input, then the convolution) by ``EvenSideSameConv``, in place."""
     from timm.layers.conv2d_same import Conv2dSame
