@@ -5,7 +5,9 @@ and predicts the held-out fold, so no sample's probabilities come from a model t
 label. Each fold's probe trains on at most ``MAX_TRAIN_ROWS`` rows (a seeded sample that keeps
 every class), so past that size a run uses the fewest folds that still fill it: more folds
 would add fits, not training rows. The embeddings are centred (the dataset mean removed, no
-label used) and L2-normalised first. Two probes, both in torch so the same code runs on a GPU:
+label used), projected on their top ``MAX_INPUT_DIMS`` principal directions when wider (fitted
+on a sample of all rows, no label used either) and L2-normalised first. Two probes, both in
+torch so the same code runs on a GPU:
 
 - ``mlp`` (the default): one hidden layer (512 ReLU units, dropout 0.2 on the input and 0.5 on
   the hidden layer), AdamW, label smoothing 0.1, stopped early after ``MLP_EPOCHS`` epochs (at
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audit.errors import InputError
+from audit.principal import principal_directions
 from audit.processes import torch_threads
 
 if TYPE_CHECKING:   # torch loads when a probe is fitted, not when PROBES is read (validation)
@@ -42,7 +45,11 @@ LBFGS_STEPS = 20
 MLP_HIDDEN, MLP_EPOCHS, MLP_MIN_STEPS, MLP_BAGS, MLP_BATCH = 512, 8, 200, 3, 128
 # MLP_MIN_STEPS binds below 3,200 training rows (25 batches x 8 epochs). 200 rather than 400:
 # on CIFAR-10N subsets of 200-2,000 images the held-out AUROC was as good or better and the
-# probe half as long (docs/benchmarks.md, ninth round)
+# probe half as long (docs/benchmarks.md, "The MLP probe's minimum steps")
+MAX_INPUT_DIMS = 512            # wider embeddings (imagenet's 1,904) reach the probe on their
+                                # top 512 principal directions: on CIFAR-10N the same AUROC or
+                                # better, the probe about twice as fast (docs/benchmarks.md,
+                                # "The probe's input on 512 principal directions")
 MAX_TRAIN_ROWS = 25_000         # per fold: ~5 rows per weight of a 512-d, 10-class probe
 PREDICT_ROWS = 4096             # held rows centred and predicted at once, few enough to stay in
                                 # cache: 500,000 rows took 4.2 s in chunks of 4,096, 6-6.7 s in
@@ -110,10 +117,12 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
                np.flatnonzero(fold_of == fold)) for fold in range(n_folds)]
     executor = executor or LocalExecutor()
     mean = embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)   # uses no label
+    directions = (principal_directions(embeddings, mean, MAX_INPUT_DIMS)  # nor do these
+                  if embeddings.shape[1] > MAX_INPUT_DIMS else None)
     held_probs = executor.map(
         fold_probabilities, splits,
-        {"features": embeddings, "mean": mean, "labels": labels, "n_classes": n_classes,
-         "seed": seed, "device": device, "kind": kind},
+        {"features": embeddings, "mean": mean, "directions": directions, "labels": labels,
+         "n_classes": n_classes, "seed": seed, "device": device, "kind": kind},
         what="probe folds", gpus=int(device == "cuda"))
     probs = np.zeros((len(labels), n_classes), dtype=np.float32)
     for (_, held), fold_probs in zip(splits, held_probs):
@@ -125,21 +134,21 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
 
 
 def fold_probabilities(train: np.ndarray, held: np.ndarray, *, features: np.ndarray,
-                       mean: np.ndarray, labels: np.ndarray, n_classes: int, seed: int,
-                       device: str, kind: str) -> np.ndarray:
+                       mean: np.ndarray, directions: np.ndarray | None, labels: np.ndarray,
+                       n_classes: int, seed: int, device: str, kind: str) -> np.ndarray:
     """One fold: the ``kind`` probe trained on the ``train`` rows, its probabilities for the
-    ``held`` rows (float32). Rows are centred on ``mean`` as they are read (``centred``), and
-    held rows predicted ``PREDICT_ROWS`` at a time, so that no centred or held-out copy of the
+    ``held`` rows (float32). Rows are prepared as they are read (``probe_input``), and held
+    rows predicted ``PREDICT_ROWS`` at a time, so that no centred or held-out copy of the
     embeddings is made (2 GB and 1 GB at 1M x 512 with 2 folds)."""
     import torch
 
     fit = fit_mlp_bag if kind == "mlp" else fit_logistic_model
-    predict = fit(torch.as_tensor(centred(features[train], mean), device=device),
+    predict = fit(torch.as_tensor(probe_input(features[train], mean, directions), device=device),
                   torch.as_tensor(labels[train], device=device), n_classes, seed)
     probs = np.empty((len(held), n_classes), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(held), PREDICT_ROWS):
-            rows = centred(features[held[start:start + PREDICT_ROWS]], mean)
+            rows = probe_input(features[held[start:start + PREDICT_ROWS]], mean, directions)
             probs[start:start + PREDICT_ROWS] = predict(
                 torch.as_tensor(rows, device=device)).cpu().numpy()
     return probs
@@ -167,9 +176,12 @@ def training_rows(candidates: np.ndarray, labels: np.ndarray,
     return np.sort(np.concatenate([first_of_class, rest]))
 
 
-def centred(rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``rows`` minus the dataset ``mean``, L2-normalised (a new float32 array)."""
+def probe_input(rows: np.ndarray, mean: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
+    """``rows`` minus the dataset ``mean``, on the principal ``directions`` when given,
+    L2-normalised (a new float32 array)."""
     vectors = np.asarray(rows, dtype=np.float32) - mean
+    if directions is not None:
+        vectors = vectors @ directions
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors
 

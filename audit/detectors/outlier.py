@@ -23,6 +23,7 @@ import pandas as pd
 
 from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_ids, register,
                                   result_frame, rounded)
+from audit.principal import SAMPLE_ROWS, principal_directions
 
 
 def distance_to_score(distance: np.ndarray) -> np.ndarray:
@@ -34,17 +35,15 @@ def knn_distance(distances: np.ndarray) -> np.ndarray:
     return distances.astype(np.float64).mean(axis=1)
 
 
-def principal_projection(x: np.ndarray, max_dims: int, sample: int = 10_000,
+def principal_projection(x: np.ndarray, max_dims: int, sample: int = SAMPLE_ROWS,
                          chunk: int = 65_536) -> np.ndarray:
     """Centre and project on the top ``max_dims`` principal directions (fitted on a sample),
     ``chunk`` rows at a time: no centred copy of the whole embeddings (2 GB at 1M x 512)."""
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     if x.shape[1] <= max_dims:
         return (np.asarray(x, dtype=np.float32) - mean).astype(np.float64)
-    _, _, vt = np.linalg.svd(np.asarray(x[:: max(1, len(x) // sample)], dtype=np.float32) - mean,
-                             full_matrices=False)
-    directions = vt[:max_dims].T
-    projected = np.empty((len(x), max_dims))
+    directions = principal_directions(x, mean, max_dims, sample)
+    projected = np.empty((len(x), directions.shape[1]))
     for start in range(0, len(x), chunk):
         projected[start:start + chunk] = (np.asarray(x[start:start + chunk], dtype=np.float32)
                                           - mean) @ directions

@@ -39,6 +39,18 @@ def test_projection_in_chunks_is_the_whole_arrays_projection():
         centred[::2], full_matrices=False)[2][:6].T).sum(axis=0), rtol=1e-4)
 
 
+def test_fewer_samples_than_principal_dimensions_still_get_class_distances():
+    """40 photos with imagenet's 1,904-d vectors span 40 directions, fewer than the 64 kept:
+    the class Gaussians use those 40 (this raised a broadcast error before)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 1_904)).astype(np.float32)
+    x[-1] += 6.0 * rng.normal(size=1_904).astype(np.float32)     # one far from everything
+    labels = np.arange(40) % 4
+    assert principal_projection(x, 64).shape == (40, 40)
+    distances = class_mahalanobis(x, labels)
+    assert np.isfinite(distances).all() and distances.argmax() == 39
+
+
 def test_the_within_class_covariance_from_chunks_is_scikit_learns_ledoit_wolf():
     rng = np.random.default_rng(2)
     for rows, dims, classes in [(3_000, 64, 10), (500, 5, 3), (200, 1, 2)]:

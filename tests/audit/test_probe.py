@@ -8,8 +8,10 @@ from sklearn.linear_model import LogisticRegression
 
 from audit.embedders import l2_normalise
 from audit.errors import InputError
-from audit.probe import INVERSE_REGULARISATION, cross_fit_probe, stratified_folds
-from audit.probe import centred as centred_rows
+from audit.principal import principal_directions
+from audit.probe import (INVERSE_REGULARISATION, MAX_INPUT_DIMS, cross_fit_probe, probe_input,
+                         stratified_folds)
+from audit.probe import probe_input
 
 
 def blobs(per_class: int, classes: int = 3, dims: int = 8, noise: float = 0.4, seed: int = 0):
@@ -32,6 +34,30 @@ def test_held_out_probabilities_expose_flipped_labels():
     assert (result.pred_probs.argmax(1) == labels).mean() > 0.97
 
 
+def test_wide_embeddings_reach_the_probe_on_their_principal_directions():
+    """Wider than MAX_INPUT_DIMS: the probe sees the rows on their top principal directions.
+    With fewer rows than that they span fewer directions, all kept: the same cosines as the
+    unprojected rows. Flipped labels are still found on 1,000-d blobs."""
+    vectors, labels = blobs(100, dims=1_000, noise=1.5)
+    mean = vectors.mean(axis=0)
+    directions = principal_directions(vectors, mean, MAX_INPUT_DIMS)
+    assert directions.shape == (1_000, 300)
+    assert np.allclose(directions.T @ directions, np.eye(300), atol=1e-4)
+    projected, whole = probe_input(vectors, mean, directions), probe_input(vectors, mean, None)
+    assert projected.shape == (300, 300)
+    assert np.abs(projected @ projected.T - whole @ whole.T).max() < 1e-4
+
+    wide, truth = blobs(400, classes=4, dims=1_000, noise=2.0, seed=1)
+    wide = np.hstack([wide, wide[:, :100]])          # 1,100 dims, 1,600 rows: 512 of them kept
+    flipped = np.arange(0, 1_600, 97)
+    given = truth.copy()
+    given[flipped] = (truth[flipped] + 1) % 4
+    probs = cross_fit_probe(wide, given, 4, folds=5, seed=0).pred_probs
+    own = probs[np.arange(1_600), given]
+    assert np.isin(np.argsort(own)[:len(flipped)], flipped).mean() >= 0.9
+    assert (probs.argmax(1) == truth).mean() > 0.95
+
+
 def test_folds_are_stratified_and_seeded():
     labels = np.repeat([0, 1, 2], [50, 23, 7])
     folds, n_folds, notes = stratified_folds(labels, 5, seed=1)
@@ -50,7 +76,7 @@ def test_accuracy_matches_sklearn_logistic_regression():
     theirs = []
     for fold in range(5):
         train, held = result.folds != fold, result.folds == fold
-        centred = centred_rows(vectors, vectors.mean(axis=0))
+        centred = probe_input(vectors, vectors.mean(axis=0), None)
         model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=1000).fit(centred[train],
                                                                              labels[train])
         theirs.append((model.predict(centred[held]) == labels[held]).sum())
