@@ -2,6 +2,7 @@
 
     python -m bench.bench_audit_time                      # the demo, default (auto) embedder
     python -m bench.bench_audit_time --dataset cifar --embedder imagenet
+    python -m bench.bench_audit_time --dataset cifar --images 500    # a small folder
 
 Each run starts from a cold cache (a fresh temporary data home): the images are written as
 PNG files, ingested into a new store and audited with every detector by ``audit.plan.run_audit``.
@@ -32,12 +33,13 @@ from bench import markdown_table
 from bench.bench_quality import CIFAR_CLASSES, CIFAR_PATH
 
 
-def cifar_manifest(folder: Path) -> Path:
-    """The 10,000 CIFAR-10N images as PNGs with a manifest of their aggre_label."""
+def cifar_manifest(folder: Path, images: int) -> Path:
+    """The first ``images`` CIFAR-10N images as PNGs with a manifest of their aggre_label."""
     data = np.load(CIFAR_PATH)
     folder.mkdir(parents=True)
     rows = []
-    for i, (pixels, label) in enumerate(zip(data["images"], data["aggre_label"])):
+    for i, (pixels, label) in enumerate(zip(data["images"][:images],
+                                            data["aggre_label"][:images])):
         Image.fromarray(pixels).save(folder / f"{i:05d}.png")
         rows.append({"path": f"{i:05d}.png", "label": CIFAR_CLASSES[int(label)]})
     manifest = folder / "manifest.csv"
@@ -45,8 +47,8 @@ def cifar_manifest(folder: Path) -> Path:
     return manifest
 
 
-def audit_once(workdir: Path, dataset: str, embedder: str) -> dict:
-    manifest = (cifar_manifest(workdir / "files") if dataset == "cifar"
+def audit_once(workdir: Path, dataset: str, embedder: str, images: int) -> dict:
+    manifest = (cifar_manifest(workdir / "files", images) if dataset == "cifar"
                 else generate_demo(workdir / "files", seed=0)[0])
     settings = load_settings(toml_path=workdir / "absent.toml",
                              env={"AUDIT_DATA_HOME": str(workdir / "home")})
@@ -78,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("demo", "cifar"), default="demo")
     parser.add_argument("--embedder", default="auto")
+    parser.add_argument("--images", type=int, default=10_000,
+                        help="cifar: audit the first this many of its 10,000 images")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()} {platform.system()}, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
-        row = audit_once(Path(tmp), args.dataset, args.embedder)
+        row = audit_once(Path(tmp), args.dataset, args.embedder, args.images)
     print(markdown_table(pd.DataFrame([row])))
     return 0
 

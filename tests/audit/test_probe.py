@@ -11,7 +11,6 @@ from audit.errors import InputError
 from audit.principal import principal_directions
 from audit.probe import (INVERSE_REGULARISATION, MAX_INPUT_DIMS, cross_fit_probe, probe_input,
                          stratified_folds)
-from audit.probe import probe_input
 
 
 def blobs(per_class: int, classes: int = 3, dims: int = 8, noise: float = 0.4, seed: int = 0):
@@ -48,7 +47,7 @@ def test_wide_embeddings_reach_the_probe_on_their_principal_directions():
     assert np.abs(projected @ projected.T - whole @ whole.T).max() < 1e-4
 
     wide, truth = blobs(400, classes=4, dims=1_000, noise=2.0, seed=1)
-    wide = np.hstack([wide, wide[:, :100]])          # 1,100 dims, 1,600 rows: 512 of them kept
+    wide = np.hstack([wide, wide[:, :100]])          # 1,100 dims, 1,600 rows: 512 directions kept
     flipped = np.arange(0, 1_600, 97)
     given = truth.copy()
     given[flipped] = (truth[flipped] + 1) % 4
