@@ -49,8 +49,9 @@ MLP_HIDDEN, MLP_EPOCHS, MLP_MIN_STEPS, MLP_BAGS, MLP_BATCH = 512, 8, 200, 3, 128
 MAX_INPUT_DIMS = 512            # wider embeddings (imagenet's 1,904) reach the probe on their
                                 # top 512 principal directions: on CIFAR-10N the same AUROC or
                                 # better, the MLP cross-fit 48 -> 30 s on 10,000 images (the
-                                # logistic one 8 -> 10 s: the SVD costs more than it saves there;
-                                # docs/benchmarks.md, "The probe's input on 512 principal directions")
+                                # logistic one 8 -> 10 s: the SVD costs more than it saves
+                                # there; docs/benchmarks.md, "The probe's input on 512
+                                # principal directions")
 MAX_TRAIN_ROWS = 25_000         # per fold: ~5 rows per weight of a 512-d, 10-class probe
 PREDICT_ROWS = 4096             # held rows centred and predicted at once, few enough to stay in
                                 # cache: 500,000 rows took 4.2 s in chunks of 4,096, 6-6.7 s in
