@@ -89,6 +89,7 @@ class AuditRun:
         self.summary: dict[str, dict] = {}    # what the run measured about itself, for the UI
         self.scored: list[str] = []           # detectors whose scores the run holds
         self.device, self.clip, self.folds = "cpu", None, None
+        self.axes = None     # the embeddings' principal axes, fitted for the probe
         self.corrections = Corrections()
         self.executor = LocalExecutor(should_cancel)   # the config's while the inputs and
                                                        # the detectors run
@@ -201,7 +202,7 @@ class AuditRun:
                 knn = self.knn(embeddings)
         return table.detector_inputs(self.settings, embeddings, pred_probs, knn, self.clip,
                                      self.config.seed, self.device, self.corrections,
-                                     self.executor)
+                                     self.executor, self.axes)
 
     def embeddings_needed(self, needs: frozenset[str]) -> bool:
         """Embed when a detector reads embeddings, the kNN graph or CLIP, or a probe must be
@@ -376,15 +377,17 @@ class AuditRun:
         return self.cross_fit(table, embeddings)
 
     def cross_fit(self, table: "SampleTable", embeddings: np.ndarray) -> np.ndarray | None:
+        from audit.principal import principal_axes
         from audit.probe import cross_fit_probe
 
         self.report("probe", 0.0, "cross-fitting the probe")
+        self.axes = principal_axes(embeddings)      # kept for the outlier detector
         try:
             result = cross_fit_probe(embeddings, table.labels, len(table.class_names),
                                      self.config.folds, self.config.seed, self.device,
                                      self.config.probe,
                                      trainable=self.corrections.trainable(table.sample_ids),
-                                     executor=self.executor)
+                                     executor=self.executor, axes=self.axes)
         except InputError as exc:
             self.note("pred_probs", str(exc))
             return None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audit.errors import InputError
-from audit.principal import principal_directions
+from audit.principal import PrincipalAxes, principal_axes
 from audit.processes import torch_threads
 
 if TYPE_CHECKING:   # torch loads when a probe is fitted, not when PROBES is read (validation)
@@ -48,10 +48,9 @@ MLP_HIDDEN, MLP_EPOCHS, MLP_MIN_STEPS, MLP_BAGS, MLP_BATCH = 512, 8, 200, 3, 128
 # probe half as long (docs/benchmarks.md, "The MLP probe's minimum steps")
 MAX_INPUT_DIMS = 512            # wider embeddings (imagenet's 1,904) reach the probe on their
                                 # top 512 principal directions: on CIFAR-10N the same AUROC or
-                                # better, the MLP cross-fit 48 -> 30 s on 10,000 images (the
-                                # logistic one 8 -> 10 s: the SVD costs more than it saves
-                                # there; docs/benchmarks.md, "The probe's input on 512
-                                # principal directions")
+                                # better, the MLP cross-fit 48 -> 30 s on 10,000 images, the
+                                # logistic one about as long as before (docs/benchmarks.md,
+                                # "The probe's input on 512 principal directions")
 MAX_TRAIN_ROWS = 25_000         # per fold: ~5 rows per weight of a 512-d, 10-class probe
 PREDICT_ROWS = 4096             # held rows centred and predicted at once, few enough to stay in
                                 # cache: 500,000 rows took 4.2 s in chunks of 4,096, 6-6.7 s in
@@ -96,11 +95,13 @@ def _small_class_notes(labels: np.ndarray, n_folds: int) -> list[str]:
 
 def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                     seed: int = 0, device: str = "cpu", kind: str = "mlp",
-                    trainable: np.ndarray | None = None, executor=None) -> ProbeResult:
+                    trainable: np.ndarray | None = None, executor=None,
+                    axes: PrincipalAxes | None = None) -> ProbeResult:
     """Held-out probabilities of the ``kind`` probe for every sample; a sample where
     ``trainable`` is False (a reviewer removed it) is predicted but never trained on. Each fold
     is one call of ``fold_probabilities``, mapped by ``executor`` (``audit.executors``; this
-    process when None)."""
+    process when None). ``axes`` are the embeddings' principal axes when the caller has them
+    (the run fits them once for the probe and the outlier detector); fitted here when None."""
     from audit.executors import LocalExecutor
 
     labels = np.array(labels, dtype=np.int64)
@@ -118,12 +119,12 @@ def cross_fit_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, 
     splits = [(training_rows(np.flatnonzero((fold_of != fold) & trainable), labels, rng),
                np.flatnonzero(fold_of == fold)) for fold in range(n_folds)]
     executor = executor or LocalExecutor()
-    mean = embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)   # uses no label
-    directions = (principal_directions(embeddings, mean, MAX_INPUT_DIMS)  # nor do these
-                  if embeddings.shape[1] > MAX_INPUT_DIMS else None)
+    if axes is None:
+        axes = principal_axes(embeddings)                                 # uses no label
+    directions = axes.top(MAX_INPUT_DIMS) if embeddings.shape[1] > MAX_INPUT_DIMS else None
     held_probs = executor.map(
         fold_probabilities, splits,
-        {"features": embeddings, "mean": mean, "directions": directions, "labels": labels,
+        {"features": embeddings, "mean": axes.mean, "directions": directions, "labels": labels,
          "n_classes": n_classes, "seed": seed, "device": device, "kind": kind},
         what="probe folds", gpus=int(device == "cuda"))
     probs = np.zeros((len(labels), n_classes), dtype=np.float32)

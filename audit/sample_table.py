@@ -81,7 +81,7 @@ class SampleTable:
         return dataclasses.replace(self, frame=self.frame.reset_index(drop=True), kept_rows=None)
 
     def detector_inputs(self, settings: Settings, embeddings, pred_probs, knn, clip, seed: int,
-                        device: str, corrections: Corrections, executor):
+                        device: str, corrections: Corrections, executor, axes=None):
         from audit.detectors.base import DetectorInputs
         from audit.images import ImageSource
 
@@ -98,4 +98,5 @@ class SampleTable:
                                    self.follow_links, settings.max_image_pixels),
             clip=clip, seed=seed, device=device,
             trainable=corrections.trainable(self.sample_ids),
-            trusted=corrections.is_trusted(self.sample_ids), executor=executor)
+            trusted=corrections.is_trusted(self.sample_ids), executor=executor,
+            fitted_axes=axes)

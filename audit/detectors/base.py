@@ -114,6 +114,7 @@ class DetectorInputs:
     # the run's executor (audit.executors): per-image work goes through it
     executor: object = dataclasses.field(default_factory=LocalExecutor)
     measured_images: object | None = dataclasses.field(default=None, repr=False)  # the cache
+    fitted_axes: object | None = dataclasses.field(default=None, repr=False)  # and this one
 
     @property
     def n(self) -> int:
@@ -128,6 +129,16 @@ class DetectorInputs:
             self.measured_images = measure_images(self.load_image, self.n, self.executor,
                                                   progress)
         return self.measured_images
+
+    def principal_axes(self):
+        """The embeddings' principal axes (``audit.principal.PrincipalAxes``): the ones the
+        run fitted for its probe when it passed them, else fitted for the first detector that
+        asks and kept for the others."""
+        if self.fitted_axes is None:
+            from audit.principal import principal_axes
+
+            self.fitted_axes = principal_axes(self.embeddings)
+        return self.fitted_axes
 
 
 class Detector:

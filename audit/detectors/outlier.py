@@ -23,7 +23,7 @@ import pandas as pd
 
 from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_ids, register,
                                   result_frame, rounded)
-from audit.principal import SAMPLE_ROWS, principal_directions
+from audit.principal import PrincipalAxes, principal_axes
 
 
 def distance_to_score(distance: np.ndarray) -> np.ndarray:
@@ -35,14 +35,14 @@ def knn_distance(distances: np.ndarray) -> np.ndarray:
     return distances.astype(np.float64).mean(axis=1)
 
 
-def principal_projection(x: np.ndarray, max_dims: int, sample: int = SAMPLE_ROWS,
+def principal_projection(x: np.ndarray, max_dims: int, axes: PrincipalAxes,
                          chunk: int = 65_536) -> np.ndarray:
-    """Centre and project on the top ``max_dims`` principal directions (fitted on a sample),
-    ``chunk`` rows at a time: no centred copy of the whole embeddings (2 GB at 1M x 512)."""
-    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    """Centre and project on the top ``max_dims`` principal ``axes`` of ``x``, ``chunk``
+    rows at a time: no centred copy of the whole embeddings (2 GB at 1M x 512)."""
+    mean = axes.mean
     if x.shape[1] <= max_dims:
         return (np.asarray(x, dtype=np.float32) - mean).astype(np.float64)
-    directions = principal_directions(x, mean, max_dims, sample)
+    directions = axes.top(max_dims)
     projected = np.empty((len(x), directions.shape[1]))
     for start in range(0, len(x), chunk):
         projected[start:start + chunk] = (np.asarray(x[start:start + chunk], dtype=np.float32)
@@ -50,9 +50,11 @@ def principal_projection(x: np.ndarray, max_dims: int, sample: int = SAMPLE_ROWS
     return projected
 
 
-def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64) -> np.ndarray:
-    """Mahalanobis distance to the nearest class mean (shared, shrunk covariance)."""
-    z = principal_projection(x, max_dims)
+def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64,
+                      axes: PrincipalAxes | None = None) -> np.ndarray:
+    """Mahalanobis distance to the nearest class mean (shared, shrunk covariance), on the
+    top ``max_dims`` principal ``axes`` of ``x`` (fitted here when None)."""
+    z = principal_projection(x, max_dims, principal_axes(x) if axes is None else axes)
     classes, own = np.unique(labels, return_inverse=True)
     means = np.stack([z[own == c].mean(axis=0) for c in range(len(classes))])
     covariance = within_class_ledoit_wolf(z, means, own)
@@ -124,7 +126,8 @@ class Outlier(Detector):
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
         knn_score = distance_to_score(knn_distance(inputs.knn.distances))
         progress(0.3, "fitting class Gaussians")
-        gauss = class_mahalanobis(inputs.embeddings, inputs.labels, params["max_dims"])
+        gauss = class_mahalanobis(inputs.embeddings, inputs.labels, params["max_dims"],
+                                  inputs.principal_axes())
         class_score = distance_to_score(gauss)
         score = np.sqrt(knn_score * class_score)
         is_issue = outlier_issues(score, params["threshold"])

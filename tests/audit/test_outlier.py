@@ -7,6 +7,7 @@ from audit.detectors import REGISTRY
 from audit.detectors.outlier import (class_mahalanobis, distance_to_score, outlier_issues,
                                      principal_projection, within_class_ledoit_wolf)
 from audit.embedders import l2_normalise
+from audit.principal import principal_axes
 from tests.audit.detector_inputs import blobs, make_inputs, precision_recall, quiet
 
 
@@ -30,8 +31,9 @@ def test_class_mahalanobis_is_largest_away_from_every_class():
 
 def test_projection_in_chunks_is_the_whole_arrays_projection():
     x = np.random.default_rng(1).normal(size=(1_000, 24)).astype(np.float32)
-    whole = principal_projection(x, 6, sample=500, chunk=len(x))
-    chunked = principal_projection(x, 6, sample=500, chunk=7)
+    axes = principal_axes(x, sample=500)
+    whole = principal_projection(x, 6, axes, chunk=len(x))
+    chunked = principal_projection(x, 6, axes, chunk=7)
     assert whole.shape == (1_000, 6) and np.abs(whole).max() > 1.0
     assert np.allclose(chunked, whole, atol=1e-5)
     centred = x - x.mean(axis=0)
@@ -46,7 +48,7 @@ def test_fewer_samples_than_principal_dimensions_still_get_class_distances():
     x = rng.normal(size=(40, 1_904)).astype(np.float32)
     x[-1] += 6.0 * rng.normal(size=1_904).astype(np.float32)     # one far from everything
     labels = np.arange(40) % 4
-    assert principal_projection(x, 64).shape == (40, 40)
+    assert principal_projection(x, 64, principal_axes(x)).shape == (40, 40)
     distances = class_mahalanobis(x, labels)
     assert np.isfinite(distances).all() and distances.argmax() == 39
 

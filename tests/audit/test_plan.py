@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from audit import principal
 from audit.ingest import ingest
 from audit.embedders import auto_choice
 from audit.detectors.base import REGISTRY, Detector, result_frame
@@ -233,6 +234,21 @@ def test_cancel_between_stages_marks_the_run_cancelled(store, settings, dataset_
     listed = runs.list_runs(store, dataset_id)
     assert listed["status"].tolist() == ["cancelled"]
     assert runs.scores_frame(store, int(listed["id"].iloc[0])).empty
+
+
+def test_the_probe_and_the_outlier_detector_share_one_fit_of_the_principal_axes(
+        store, settings, dataset_id, monkeypatch):
+    fitted, fit = [], principal.principal_axes
+
+    def counted(x, *args, **kwargs):
+        fitted.append(x.shape)
+        return fit(x, *args, **kwargs)
+
+    monkeypatch.setattr(principal, "principal_axes", counted)
+    run_id = run_audit(store, settings, dataset_id, quick(detectors=["outlier", "t_confidence"]))
+    scores = runs.scores_frame(store, run_id)
+    assert scores.groupby("detector").size().to_dict() == {"outlier": 30, "t_confidence": 30}
+    assert len(fitted) == 1 and fitted[0][0] == 30      # once, on the 30 readable samples
 
 
 def test_supplied_embeddings_and_pred_probs_replace_the_models(store, settings, dataset_id,

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from audit.embedders import l2_normalise
 from audit.errors import InputError
-from audit.principal import principal_directions
+from audit.principal import principal_axes
 from audit.probe import (INVERSE_REGULARISATION, MAX_INPUT_DIMS, cross_fit_probe, probe_input,
                          stratified_folds)
 
@@ -38,8 +38,8 @@ def test_wide_embeddings_reach_the_probe_on_their_principal_directions():
     With fewer rows than that they span fewer directions, all kept: the same cosines as the
     unprojected rows. Flipped labels are still found on 1,000-d blobs."""
     vectors, labels = blobs(100, dims=1_000, noise=1.5)
-    mean = vectors.mean(axis=0)
-    directions = principal_directions(vectors, mean, MAX_INPUT_DIMS)
+    axes = principal_axes(vectors)
+    mean, directions = axes.mean, axes.top(MAX_INPUT_DIMS)
     assert directions.shape == (1_000, 300)
     assert np.allclose(directions.T @ directions, np.eye(300), atol=1e-4)
     projected, whole = probe_input(vectors, mean, directions), probe_input(vectors, mean, None)
