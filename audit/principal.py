@@ -7,7 +7,7 @@ an SVD of the sample (agreement 1.0000 on the top 512 of CIFAR-10N's 1,904-d ima
 in 0.9 s instead of 8.6, since the SVD also computes the sample-sized left factor nobody reads.
 With fewer rows the SVD is the cheaper one (0.26 against 0.90 s for 500 of those rows), and is
 used. Each direction's sign is fixed (its largest entry positive), so either way and any LAPACK
-give the same axes."""
+give the same directions up to rounding (where the variances differ)."""
 
 from __future__ import annotations
 
