@@ -34,6 +34,7 @@ DECISION_STATES = ("any", "undecided", "decided", "remove", "relabel", "keep")
 SORT_SPECIAL = ("worst", "flags", "order")
 PREFERRED_SORT = "overall"      # the one ranking of label problems, when the run has it
 PAGE_SIZE = 48                  # samples on one page of Explore
+SCORE_COLUMNS = 16              # score_1 .. score_16 of explore_rows (migration 13)
 _build_guard = threading.Lock()
 
 _BUILD_ROWS = """
@@ -68,11 +69,13 @@ SELECT $run_id, s.sample_id, s.row_index, s.split, s.label, s.path, s.caption, s
     coalesce(p.scores, []::DOUBLE[]), coalesce(p.issues, []::BOOLEAN[]),
     coalesce(p.issue_count, 0), p.worst_score,
     lower(concat_ws(' ', s.sample_id, s.path, coalesce(s.caption, ''))),
-    p.reason_detector, p.top_reason
+    p.reason_detector, p.top_reason, list_avg(coalesce(p.scores, []::DOUBLE[])),
+    {score_columns}
 FROM samples s LEFT JOIN per_sample p USING (sample_id)
 WHERE s.dataset_id = $dataset_id
 ORDER BY p.worst_score NULLS LAST, s.row_index
-"""
+""".replace("{score_columns}", ", ".join(f"coalesce(p.scores, []::DOUBLE[])[{k}]"
+                                          for k in range(1, SCORE_COLUMNS + 1)))
 
 _PAGE_COLUMNS = (
     "r.sample_id, r.split, r.label, r.path, r.caption, r.sha256, r.load_error, "
@@ -216,11 +219,11 @@ def _position(detectors: list[str], name: str) -> int:
 
 def _where_clause(filters: ExploreFilters, detectors: list[str], run_id: int):
     parts, params = ["r.run_id = $run_id"], {"run_id": run_id}
-    if filters.detector is not None:
-        params["pos"] = _position(detectors, filters.detector)
-    score = "r.scores[$pos]" if filters.detector else "r.worst_score"
+    position = _position(detectors, filters.detector) if filters.detector else None
+    score = _score_of(position) if position else "r.worst_score"
     if filters.flagged_only:
-        parts.append("coalesce(r.issues[$pos], false)" if filters.detector else "r.issue_count > 0")
+        parts.append(f"coalesce(r.issues[{position}], false)" if position
+                     else "r.issue_count > 0")
     if filters.max_score is not None:
         parts.append(f"{score} <= $max_score")
         params["max_score"] = float(filters.max_score)
@@ -277,7 +280,7 @@ def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, d
     sample's scores: among equal keys the sample more detectors doubt comes first), then
     dataset order, so equal scores never leave the order to chance."""
     direction = "ASC" if filters.worst_first else "DESC"
-    tie_break = f"list_avg(r.scores) {direction} NULLS LAST, r.row_index"
+    tie_break = f"r.mean_score {direction} NULLS LAST, r.row_index"
     if filters.sort_by == "order":
         return "r.row_index", {}
     if filters.sort_by == "flags":
@@ -285,8 +288,16 @@ def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, d
                 f"r.worst_score {direction} NULLS LAST, {tie_break}"), {}
     if filters.sort_by == "worst":
         return f"r.worst_score {direction} NULLS LAST, {tie_break}", {}
-    position = _position(detectors, filters.sort_by)
-    return f"r.scores[$sort_pos] {direction} NULLS LAST, {tie_break}", {"sort_pos": position}
+    key = _score_of(_position(detectors, filters.sort_by))
+    return f"{key} {direction} NULLS LAST, {tie_break}", {}
+
+
+def _score_of(position: int) -> str:
+    """A detector's score in an Explore row, by its 1-based position in the index: its own
+    column (read alone, not the whole list) for the first SCORE_COLUMNS, else the list's item.
+    ``position`` is an int from ``_position``, never text from a user."""
+    position = int(position)
+    return f"r.score_{position}" if position <= SCORE_COLUMNS else f"r.scores[{position}]"
 
 
 # --- the review loop: one sample's place in Explore's order, and bulk suggestions -----------

@@ -78,6 +78,45 @@ def test_an_explore_index_built_before_the_top_reason_column_is_rebuilt_with_it(
     assert rows.loc["c", ["reason_detector", "top_reason"]].isna().all()   # nothing flagged it
 
 
+def test_explore_sorts_and_thresholds_on_each_detectors_column_and_beyond_them(store) -> None:
+    """Migration 13: each index row carries its first SCORE_COLUMNS scores in columns of their
+    own and the mean of its scores; a sort or threshold on a detector past them reads the list.
+    Either way the page is the order a plain sort of the scores gives (NULL scores last, then
+    the mean, then dataset order)."""
+    import numpy as np
+
+    from audit.store.explore import SCORE_COLUMNS
+
+    ids = [f"s{i:02d}" for i in range(40)]
+    detectors = [f"d{k:02d}" for k in range(SCORE_COLUMNS + 2)]       # 18: two past the columns
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(np.round(rng.uniform(size=(len(ids), len(detectors))), 1),
+                         index=ids, columns=detectors)          # rounded: many ties
+    table.iloc[3, 1] = table.iloc[5, 17] = np.nan                # scores a detector did not give
+    dataset_id = create_dataset(store, "d", "/src", "manifest", "/src", _samples(ids))
+    run_id = create_run(store, dataset_id, {})
+    for name in detectors:
+        given = table[name].dropna()
+        write_scores(store, run_id, _scores(list(given.index), name).assign(score=given.to_numpy()))
+    finish_run(store, run_id, "succeeded")
+    with store.transaction() as con:
+        explore_page(store, dataset_id, run_id, ExploreFilters())      # builds the index
+        row = con.execute("SELECT scores, mean_score, score_2, score_16 FROM explore_rows "
+                          "WHERE sample_id = 's03'").fetchone()
+    assert row[2] is None and row[3] == row[0][15] and row[1] == pytest.approx(
+        np.nanmean(table.loc["s03"]))
+    mean = table.mean(axis=1)
+    for name, max_score in (("d01", None), ("d15", 0.5), ("d16", None), ("d17", 0.3)):
+        page = explore_page(store, dataset_id, run_id,
+                            ExploreFilters(detector=name, max_score=max_score, sort_by=name),
+                            page_size=len(ids))
+        kept = table if max_score is None else table[table[name] <= max_score]
+        expected = (pd.DataFrame({"score": kept[name], "mean": mean[kept.index],
+                                  "row": range(len(kept))}, index=kept.index)
+                    .sort_values(["score", "mean", "row"], na_position="last").index.tolist())
+        assert page.rows["sample_id"].tolist() == expected and page.total == len(kept)
+
+
 def test_reads_together_share_one_connection_and_keep_each_transaction_whole(store) -> None:
     with store.transaction() as con:
         con.execute("CREATE TABLE t (x INTEGER)")
