@@ -3,11 +3,13 @@
 Explore answers "filter + sort + one page" from ``explore_rows``, a wide index built once per
 finished run from the long ``scores`` table (runs are immutable, so the index never goes
 stale): each row carries the sample's fields, its scores and issue flags as lists aligned with
-``explore_runs.detectors``, its issue count and its worst score. Rows are stored worst score
-first, so the pages people look at most (the worst examples) sit in the first row groups. A
-query is a count, a narrow top-N that picks the page's row ids, and a read of just those rows.
+``explore_runs.detectors``, its issue count and its worst score; also the mean of its scores
+and the first SCORE_COLUMNS scores each in a column of its own (``score_k = scores[k]``), which
+sorts and thresholds on one detector read instead of the whole list. Rows are stored worst
+score first, so the pages people look at most (the worst examples) sit in the first row groups.
+A query is a count, a narrow top-N that picks the page's row ids, and a read of just those rows.
 The WHERE clause is assembled from constant fragments, one per active filter; every value is
-a bound parameter. Insights' per-class, label-matrix and map queries
+a bound parameter (a detector's position, an int, is written into its fragment). Insights' per-class, label-matrix and map queries
 (``audit.store.insights``) read the same index, and build it first when no page has yet
 (whichever page a person opens first is right).
 
@@ -172,7 +174,7 @@ def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters
     the filters, the decision join and the sort) is what keeps a million rows fast. The
     standing decisions join in only where a filter needs them."""
     where, params = _where_clause(filters, detectors, run_id)
-    order, order_params = _order_clause(filters, detectors)
+    order = _order_clause(filters, detectors)
     prefix = _WITH_DECISIONS if "standing_decisions" in where else ""
     params.update(standing_params(dataset_id) if prefix else {})
     total = con.execute(f"{prefix}SELECT count(*) FROM explore_rows r WHERE {where}",
@@ -180,7 +182,7 @@ def _query_page(con, dataset_id: int, run_id: int, detectors: list[str], filters
     row_ids = [row[0] for row in con.execute(
         f"{prefix}SELECT r.rowid FROM explore_rows r WHERE {where} "
         f"ORDER BY {order} LIMIT $limit OFFSET $offset",
-        {**params, **order_params, "limit": page_size, "offset": max(page, 0) * page_size},
+        {**params, "limit": page_size, "offset": max(page, 0) * page_size},
     ).fetchall()]
     rows = _rows_by_rowid(con, row_ids)
     return ExplorePage(_with_decisions(con, dataset_id, rows, detectors), int(total), detectors)
@@ -275,21 +277,21 @@ def opening_filters(detectors: list[str]) -> ExploreFilters:
     return ExploreFilters(flagged_only=True, sort_by=default_sort(detectors))
 
 
-def _order_clause(filters: ExploreFilters, detectors: list[str]) -> tuple[str, dict]:
+def _order_clause(filters: ExploreFilters, detectors: list[str]) -> str:
     """The sort key, then a continuous tie-break in the same direction (the mean of all the
     sample's scores: among equal keys the sample more detectors doubt comes first), then
     dataset order, so equal scores never leave the order to chance."""
     direction = "ASC" if filters.worst_first else "DESC"
     tie_break = f"r.mean_score {direction} NULLS LAST, r.row_index"
     if filters.sort_by == "order":
-        return "r.row_index", {}
+        return "r.row_index"
     if filters.sort_by == "flags":
         return (f"r.issue_count {'DESC' if filters.worst_first else 'ASC'}, "
-                f"r.worst_score {direction} NULLS LAST, {tie_break}"), {}
+                f"r.worst_score {direction} NULLS LAST, {tie_break}")
     if filters.sort_by == "worst":
-        return f"r.worst_score {direction} NULLS LAST, {tie_break}", {}
+        return f"r.worst_score {direction} NULLS LAST, {tie_break}"
     key = _score_of(_position(detectors, filters.sort_by))
-    return f"{key} {direction} NULLS LAST, {tie_break}", {}
+    return f"{key} {direction} NULLS LAST, {tie_break}"
 
 
 def _score_of(position: int) -> str:
@@ -315,18 +317,17 @@ class OrderPlace:
 
 
 def _page_clauses(store: Store, run_id: int, filters: ExploreFilters):
-    """The page query's WHERE and ORDER BY for these filters, with their parameters
+    """The page query's WHERE, its ORDER BY and the WHERE's parameters for these filters
     (the run indexed first if it is not yet)."""
     detectors = ensure_explore_index(store, run_id)
     where, params = _where_clause(filters, detectors, run_id)
-    order, order_params = _order_clause(filters, detectors)
-    return where, order, params, order_params
+    return where, _order_clause(filters, detectors), params
 
 
 def place_in_order(store: Store, dataset_id: int, run_id: int, filters: ExploreFilters,
                    sample_id: str) -> OrderPlace:
     """The sample's neighbours in exactly the order ``explore_page`` pages through."""
-    where, order, params, order_params = _page_clauses(store, run_id, filters)
+    where, order, params = _page_clauses(store, run_id, filters)
     with store.transaction() as con:
         row = con.execute(
             f"{_WITH_DECISIONS}SELECT previous, next, position, total FROM ("
@@ -334,7 +335,7 @@ def place_in_order(store: Store, dataset_id: int, run_id: int, filters: ExploreF
             "lead(r.sample_id) OVER w AS next, row_number() OVER w AS position, "
             f"count(*) OVER () AS total FROM explore_rows r WHERE {where} "
             f"WINDOW w AS (ORDER BY {order})) WHERE sample_id = $sample_id",
-            {**standing_params(dataset_id), **params, **order_params, "sample_id": sample_id},
+            {**standing_params(dataset_id), **params, "sample_id": sample_id},
         ).fetchone()
         if row is not None:
             return OrderPlace(row[0], row[1], int(row[2]), int(row[3]))
@@ -347,12 +348,12 @@ def undecided_suggestions(store: Store, dataset_id: int, run_id: int,
                           filters: ExploreFilters) -> list[tuple[str, str]]:
     """(sample id, suggested label) of every sample matching the filters that has a suggested
     label (the one its cards show) and no standing decision, in Explore's order."""
-    where, order, params, order_params = _page_clauses(store, run_id, filters)
+    where, order, params = _page_clauses(store, run_id, filters)
     with store.transaction() as con:
         rows = con.execute(
             f"{_WITH_DECISIONS}SELECT r.sample_id, r.suggested_label FROM explore_rows r "
             f"WHERE {where} AND r.suggested_label IS NOT NULL "
             f"AND r.sample_id NOT IN (SELECT sample_id FROM standing_decisions) ORDER BY {order}",
-            {**standing_params(dataset_id), **params, **order_params},
+            {**standing_params(dataset_id), **params},
         ).fetchall()
     return [(str(sample_id), str(label)) for sample_id, label in rows]
