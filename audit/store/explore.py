@@ -9,9 +9,9 @@ sorts and thresholds on one detector read instead of the whole list. Rows are st
 score first, so the pages people look at most (the worst examples) sit in the first row groups.
 A query is a count, a narrow top-N that picks the page's row ids, and a read of just those rows.
 The WHERE clause is assembled from constant fragments, one per active filter; every value is
-a bound parameter (a detector's position, an int, is written into its fragment). Insights' per-class, label-matrix and map queries
-(``audit.store.insights``) read the same index, and build it first when no page has yet
-(whichever page a person opens first is right).
+a bound parameter (a detector's position, an int, is written into its fragment). Insights'
+per-class, label-matrix and map queries (``audit.store.insights``) read the same index, and
+build it first when no page has yet (whichever page a person opens first is right).
 
 Each row also carries its top reason: its worst flagging detector (``reason_detector``) and
 that detector's ``details.reason`` (``top_reason``). Decisions are not in the index: the
