@@ -16,7 +16,8 @@ candidates than k are searched again (``_complete_short_rows``), so every row ha
 neighbours. Assigning (ranges of rows) and the cells' searches (groups of cells) run through
 the run's executor (``audit.executors``: in this process, or as Ray tasks sharing the vectors);
 within a group, the cells are searched by one Python thread per core the process may use.
-On a GPU, chunked exact search with torch matmul + top-k. The sample itself is excluded and k is
+On a GPU, exact search with torch matmul + top-k, in chunks of queries whose scores against
+every row fit in ``GPU_SCORE_BYTES``. The sample itself is excluded and k is
 clipped to n - 1; ``exact`` records which search was used.
 """
 
@@ -42,7 +43,9 @@ TRAIN_POINTS_PER_LIST = 12
 KMEANS_ITERATIONS = 6
 ASSIGN_DIMS = 128      # cells are assigned in the centroids' top 128 directions (module doc)
 BLOCK_QUERIES = 2048
-GPU_QUERY_CHUNK = 4096
+GPU_QUERY_CHUNK = 4096            # queries searched at once on a GPU, at most ...
+GPU_SCORE_BYTES = 1 << 30         # ... and as many as keep their float32 scores against every
+                                  # row within 1 GiB: 268 at 1M rows (4,096 would need 16 GiB)
 
 
 def build_knn_graph(embeddings: np.ndarray, k: int, device: str = "cpu",
@@ -234,12 +237,20 @@ def _search_block(base: torch.Tensor, queries: np.ndarray, candidates: np.ndarra
 
 def torch_exact_search(vectors: np.ndarray, width: int,
                        device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search in chunks of queries: one matmul and one top-k per chunk."""
+    """Exact search in chunks of queries (``query_chunk``): one matmul and one top-k per
+    chunk."""
     base = torch.as_tensor(vectors, device=device)
+    chunk = query_chunk(len(vectors))
     indices, similarities = [], []
-    for start in range(0, len(vectors), GPU_QUERY_CHUNK):
-        scores = base[start:start + GPU_QUERY_CHUNK] @ base.T
+    for start in range(0, len(vectors), chunk):
+        scores = base[start:start + chunk] @ base.T
         top = torch.topk(scores, width, dim=1)
         indices.append(top.indices.cpu().numpy())
         similarities.append(top.values.float().cpu().numpy())
     return np.concatenate(indices), np.concatenate(similarities)
+
+
+def query_chunk(rows: int) -> int:
+    """Queries per chunk of the GPU's exact search over ``rows`` rows: their (chunk, rows)
+    float32 scores stay within ``GPU_SCORE_BYTES``; at least 1, at most ``GPU_QUERY_CHUNK``."""
+    return int(min(GPU_QUERY_CHUNK, max(1, GPU_SCORE_BYTES // (4 * rows))))

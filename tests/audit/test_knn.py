@@ -120,12 +120,25 @@ def test_drop_self_refuses_a_row_with_missing_hits():
 def test_chunked_torch_search_equals_faiss(monkeypatch):
     import audit.knn as knn
 
-    monkeypatch.setattr(knn, "GPU_QUERY_CHUNK", 64)   # several chunks on 200 rows
+    monkeypatch.setattr(knn, "GPU_SCORE_BYTES", 4 * 200 * 48)   # chunks of 48 queries on 200 rows
+    assert knn.query_chunk(200) == 48
     vectors = clustered(200)
     indices, similarities = torch_exact_search(vectors, 6, "cpu")
     kept, _ = drop_self(indices, similarities, 5)
     expected, _ = brute_force(vectors, 5)
     assert (kept == expected).mean() > 0.99
+
+
+def test_the_gpu_search_holds_at_most_a_gibibyte_of_scores_at_once():
+    """4,096 queries against 1M rows would hold 16 GiB of scores on the GPU at once."""
+    from audit.knn import query_chunk
+
+    assert query_chunk(10_000) == 4096                      # the cap: 164 MB of scores
+    assert query_chunk(1_000_000) == 268                    # 1.07 GB (1 GiB) of scores
+    assert query_chunk(10_000_000) == 26
+    assert query_chunk(2**40) == 1                          # never none
+    for rows in (10_000, 1_000_000, 10_000_000):
+        assert query_chunk(rows) * rows * 4 <= 2**30
 
 
 def test_fewer_than_two_samples_is_a_clear_error():
