@@ -25,6 +25,8 @@ from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_id
                                   result_frame, rounded)
 from audit.principal import PrincipalAxes, principal_axes
 
+CLASS_BLOCK_BYTES = 1 << 27    # 128 MiB of points-to-class-means distances at a time
+
 
 def distance_to_score(distance: np.ndarray) -> np.ndarray:
     """cleanlab's calibration: exp(-d / median(d))."""
@@ -59,9 +61,20 @@ def class_mahalanobis(x: np.ndarray, labels: np.ndarray, max_dims: int = 64,
     means = np.stack([z[own == c].mean(axis=0) for c in range(len(classes))])
     covariance = within_class_ledoit_wolf(z, means, own)
     whitening = np.linalg.cholesky(np.linalg.inv(covariance))
-    zw, mw = z @ whitening, means @ whitening
-    squared = (zw ** 2).sum(1)[:, None] - 2 * zw @ mw.T + (mw ** 2).sum(1)[None, :]
-    return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return nearest_mean_distance(z @ whitening, means @ whitening)
+
+
+def nearest_mean_distance(points: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Each point's Euclidean distance to its nearest mean, for ``CLASS_BLOCK_BYTES`` of
+    (points x means) distances at a time: 1M points and 1,000 classes would hold 8 GB."""
+    rows = max(1, CLASS_BLOCK_BYTES // (8 * len(means)))
+    mean_squares = (means ** 2).sum(1)[None, :]
+    nearest = np.empty(len(points))
+    for start in range(0, len(points), rows):
+        block = points[start:start + rows]
+        squared = (block ** 2).sum(1)[:, None] - 2 * block @ means.T + mean_squares
+        nearest[start:start + rows] = squared.min(axis=1)
+    return np.sqrt(np.maximum(nearest, 0.0))
 
 
 def within_class_ledoit_wolf(z: np.ndarray, means: np.ndarray, own: np.ndarray,

@@ -29,6 +29,18 @@ def test_class_mahalanobis_is_largest_away_from_every_class():
     assert distances.argmax() == 100 and distances[100] > 3 * np.median(distances)
 
 
+def test_nearest_class_distances_in_blocks_are_the_whole_arrays(monkeypatch):
+    """Many classes: the (points x means) distances are made a block of rows at a time."""
+    import audit.detectors.outlier as outlier
+
+    rng = np.random.default_rng(4)
+    points, means = rng.normal(size=(1_000, 16)), rng.normal(size=(300, 16))
+    whole = np.sqrt(((points[:, None, :] - means[None, :, :]) ** 2).sum(2).min(1))
+    monkeypatch.setattr(outlier, "CLASS_BLOCK_BYTES", 8 * 300 * 37)   # blocks of 37 rows
+    assert np.allclose(outlier.nearest_mean_distance(points, means), whole, rtol=1e-9)
+    assert whole.min() > 1.0        # distances, not zeros
+
+
 def test_projection_in_chunks_is_the_whole_arrays_projection():
     x = np.random.default_rng(1).normal(size=(1_000, 24)).astype(np.float32)
     axes = principal_axes(x, sample=500)
