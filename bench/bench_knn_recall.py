@@ -51,7 +51,7 @@ def recall_at_k(vectors: np.ndarray, indices: np.ndarray, queries: int, seed: in
 
 def vote_auroc(labels: np.ndarray, wrong: np.ndarray, graph) -> float:
     votes = neighbor_votes(labels, graph.indices, graph.distances, int(labels.max()) + 1)
-    belief = smoothed_belief(votes, labels, prior_belief(labels, int(labels.max()) + 1, None), 1.0)
+    belief = smoothed_belief(votes, prior_belief(labels, int(labels.max()) + 1, None), 1.0)
     return float(roc_auc_score(wrong, -belief))
 
 

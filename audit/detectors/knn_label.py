@@ -20,6 +20,8 @@ told apart by how close those neighbours are and by what the probe believes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -27,30 +29,45 @@ from audit.detectors.base import (Detector, DetectorInputs, Progress, nearest_id
                                   result_frame)
 
 
+VOTE_BLOCK_BYTES = 1 << 27    # 128 MiB of (rows x classes) votes at a time
+
+
+class Votes(NamedTuple):
+    """Each row's distance-weighted neighbour votes, summed per class a block of rows at a
+    time (``VOTE_BLOCK_BYTES``): 1M rows and 1,000 classes would hold 8 GB as one matrix."""
+
+    given: np.ndarray           # the votes for the row's given label
+    total: np.ndarray           # every voter's weight
+    majority: np.ndarray        # the class with the largest share (the lowest on a tie)
+    majority_votes: np.ndarray
+
+    def shares(self) -> tuple[np.ndarray, np.ndarray]:
+        """(given label's share, majority's share) of the votes; 0 for a row without votes."""
+        voted = self.total > 0
+        return tuple(np.divide(votes, self.total, out=np.zeros_like(votes), where=voted)
+                     for votes in (self.given, self.majority_votes))
+
+
 def neighbor_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
-                   n_classes: int, voters: np.ndarray | None = None) -> np.ndarray:
-    """(n, n_classes) distance-weighted votes ``exp(-d / t)`` of each example's neighbours
-    (only those where ``voters`` is True, when given)."""
+                   n_classes: int, voters: np.ndarray | None = None) -> Votes:
+    """Distance-weighted votes ``exp(-d / t)`` of each example's neighbours (only those where
+    ``voters`` is True, when given)."""
     distances = distances.astype(np.float64)
     weights = np.where(_voting(indices, voters), np.exp(-distances / _scale(distances)), 0.0)
-    return _vote_matrix(labels, indices, weights, n_classes)
+    return _votes(labels, indices, weights, n_classes)
 
 
-def neighbor_label_shares(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
-                          n_classes: int, voters: np.ndarray | None = None) -> np.ndarray:
-    """(n, n_classes) distance-weighted share of each class among each example's voting
-    neighbours; a row with no voting neighbour is all zeros.
-
-    Shares are ratios, so each row is shifted by its nearest voter's distance first: that
-    weight is 1 and nothing underflows when most distances are 0."""
+def neighbor_label_votes(labels: np.ndarray, indices: np.ndarray, distances: np.ndarray,
+                         n_classes: int, voters: np.ndarray | None = None) -> Votes:
+    """The votes that shares are read from (``Votes.shares``): each row shifted by its nearest
+    voter's distance first, so that weight is 1 and nothing underflows when most distances are
+    0 (shares are ratios, so the shift leaves them as they are)."""
     distances = distances.astype(np.float64)
     voting = _voting(indices, voters)
     nearest = np.where(voting, distances, np.inf).min(axis=1, keepdims=True)
     shift = np.where(np.isfinite(nearest), nearest, 0.0)
     weights = np.where(voting, np.exp(-(distances - shift) / _scale(distances)), 0.0)
-    votes = _vote_matrix(labels, indices, weights, n_classes)
-    total = votes.sum(axis=1, keepdims=True)
-    return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+    return _votes(labels, indices, weights, n_classes)
 
 
 def _voting(indices: np.ndarray, voters: np.ndarray | None) -> np.ndarray:
@@ -62,6 +79,21 @@ def _scale(distances: np.ndarray) -> float:
     return max(float(np.median(distances)), 1e-8)
 
 
+def _votes(labels: np.ndarray, indices: np.ndarray, weights: np.ndarray,
+           n_classes: int) -> Votes:
+    n = len(indices)
+    parts = []
+    block_rows = max(1, VOTE_BLOCK_BYTES // (8 * n_classes))
+    for start in range(0, n, block_rows):
+        block = slice(start, min(start + block_rows, n))
+        votes = _vote_matrix(labels, indices[block], weights[block], n_classes)
+        rows, total = np.arange(len(votes)), votes.sum(axis=1)
+        majority = np.divide(votes, total[:, None], out=np.zeros_like(votes),
+                             where=total[:, None] > 0).argmax(axis=1)   # as shares tie
+        parts.append((votes[rows, labels[block]], total, majority, votes[rows, majority]))
+    return Votes(*(np.concatenate(column) for column in zip(*parts)))
+
+
 def _vote_matrix(labels: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                  n_classes: int) -> np.ndarray:
     n = len(indices)
@@ -70,11 +102,9 @@ def _vote_matrix(labels: np.ndarray, indices: np.ndarray, weights: np.ndarray,
     return votes.reshape(n, n_classes)
 
 
-def smoothed_belief(votes: np.ndarray, labels: np.ndarray, prior: np.ndarray,
-                    prior_weight: float) -> np.ndarray:
+def smoothed_belief(votes: Votes, prior: np.ndarray, prior_weight: float) -> np.ndarray:
     """Votes for the given label blended with a prior belief in it (see the module doc)."""
-    rows = np.arange(len(labels))
-    return (votes[rows, labels] + prior_weight * prior) / (votes.sum(axis=1) + prior_weight)
+    return (votes.given + prior_weight * prior) / (votes.total + prior_weight)
 
 
 def prior_belief(labels: np.ndarray, n_classes: int, pred_probs: np.ndarray | None) -> np.ndarray:
@@ -85,26 +115,20 @@ def prior_belief(labels: np.ndarray, n_classes: int, pred_probs: np.ndarray | No
     return frequency[labels]
 
 
-def given_label_share(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return shares[np.arange(len(labels)), labels]
-
-
-def knn_label_issues(shares: np.ndarray, labels: np.ndarray, max_share: float) -> np.ndarray:
+def knn_label_issues(votes: Votes, labels: np.ndarray, max_share: float) -> np.ndarray:
     """Issues: the given label gets less than ``max_share`` and another class leads (never a
     row without votes)."""
-    voted = shares.sum(axis=1) > 0
-    outvoted = (given_label_share(shares, labels) < max_share) & (shares.argmax(axis=1) != labels)
-    return voted & outvoted
+    given_share, _ = votes.shares()
+    return (votes.total > 0) & (given_share < max_share) & (votes.majority != labels)
 
 
-def knn_details(shares: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+def knn_details(votes: Votes, labels: np.ndarray, indices: np.ndarray,
                 sample_ids: list[str], class_names: list[str]) -> list[dict]:
-    rows = np.arange(len(labels))
-    majority = shares.argmax(axis=1)
-    return [_one_detail(class_names, given, best, given_share, best_share, neighbours)
-            for given, best, given_share, best_share, neighbours in zip(
-                labels.tolist(), majority.tolist(), shares[rows, labels].astype(float).tolist(),
-                shares[rows, majority].astype(float).tolist(), nearest_ids(indices, sample_ids))]
+    given_share, majority_share = votes.shares()
+    return [_one_detail(class_names, given, best, given_part, best_part, neighbours)
+            for given, best, given_part, best_part, neighbours in zip(
+                labels.tolist(), votes.majority.tolist(), given_share.tolist(),
+                majority_share.tolist(), nearest_ids(indices, sample_ids))]
 
 
 def _one_detail(class_names: list[str], given: int, best: int, given_share: float,
@@ -137,11 +161,11 @@ class KnnLabel(Detector):
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
         knn, labels, voters = inputs.knn, inputs.labels, inputs.trainable
         classes = len(inputs.class_names)
-        shares = neighbor_label_shares(labels, knn.indices, knn.distances, classes, voters)
+        shares = neighbor_label_votes(labels, knn.indices, knn.distances, classes, voters)
         is_issue = knn_label_issues(shares, labels, params["max_share"])
         details = knn_details(shares, labels, knn.indices, inputs.sample_ids, inputs.class_names)
         votes = neighbor_votes(labels, knn.indices, knn.distances, classes, voters)
         prior = prior_belief(labels, len(inputs.class_names), inputs.pred_probs)
-        score = smoothed_belief(votes, labels, prior, params["prior_weight"])
+        score = smoothed_belief(votes, prior, params["prior_weight"])
         progress(1.0, f"{int(is_issue.sum())} neighbour label disagreements")
         return result_frame(inputs, np.clip(score, 0.0, 1.0), is_issue, details)

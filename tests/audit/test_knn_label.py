@@ -3,7 +3,7 @@
 import numpy as np
 
 from audit.detectors import REGISTRY, KnnGraph
-from audit.detectors.knn_label import knn_label_issues, neighbor_label_shares
+from audit.detectors.knn_label import knn_label_issues, neighbor_label_votes
 from tests.audit.detector_inputs import blobs, flip, make_inputs, precision_recall, quiet
 
 
@@ -11,14 +11,19 @@ def test_shares_weight_nearer_neighbours_more():
     labels = np.array([0, 0, 1, 1])
     indices = np.array([[1, 2], [0, 2], [3, 0], [2, 1]])
     distances = np.array([[0.1, 0.3], [0.1, 0.2], [0.1, 0.2], [0.1, 0.3]])
-    shares = neighbor_label_shares(labels, indices, distances, 2)
+    votes = neighbor_label_votes(labels, indices, distances, 2)
+    given_share, majority_share = votes.shares()
     scale = np.median(distances)
     expected = np.exp(-0.1 / scale) / (np.exp(-0.1 / scale) + np.exp(-0.3 / scale))
-    assert np.isclose(shares[0, 0], expected)
-    assert np.allclose(shares.sum(axis=1), 1.0)
-    assert knn_label_issues(shares, np.array([1, 0, 1, 1]), 0.2).tolist() == [False] * 4
-    flags = knn_label_issues(shares, np.array([0, 0, 1, 0]), 0.5)
-    assert flags.tolist() == [False, False, False, True]
+    assert np.isclose(given_share[0], expected) and np.isclose(majority_share[0], expected)
+    assert votes.majority.tolist() == [0, 0, 1, 1]
+    own = np.exp(-0.1 / scale) / (np.exp(-0.1 / scale) + np.exp(-0.2 / scale))
+    assert np.isclose(given_share[2], own)             # its nearer neighbour is its own
+    assert knn_label_issues(votes, labels, 0.5).tolist() == [False] * 4
+    relabelled = np.array([0, 0, 1, 0])     # 3's nearer neighbour (2) says 1; 2's both say 0
+    flags = knn_label_issues(neighbor_label_votes(relabelled, indices, distances, 2),
+                             relabelled, 0.5)
+    assert flags.tolist() == [False, False, True, True]
 
 
 def test_planted_flips_in_blobs_are_found():
@@ -57,14 +62,33 @@ def test_samples_a_reviewer_removed_do_not_vote():
     indices = np.array([[1, 2, 4], [2, 0, 3], [1, 0, 3], [1, 2, 1], [0, 5, 1], [4, 0, 2]])
     distances = np.array([[0.1, 0.1, 0.4]] * 6)
     kept = np.array([True, False, False, True, True, True])
-    blind = neighbor_label_shares(labels, indices, distances, 2)
+    blind = neighbor_label_votes(labels, indices, distances, 2)
     assert knn_label_issues(blind, labels, 0.2)[0]          # the removed labels outvote it
-    shares = neighbor_label_shares(labels, indices, distances, 2, voters=kept)
-    assert shares[0].tolist() == [1.0, 0.0] and shares[3].tolist() == [0.0, 0.0]
-    assert not knn_label_issues(shares, labels, 0.2)[[0, 3]].any()
+    votes = neighbor_label_votes(labels, indices, distances, 2, voters=kept)
+    given_share, majority_share = votes.shares()
+    assert (given_share[0], majority_share[0], votes.majority[0]) == (1.0, 1.0, 0)
+    assert (given_share[3], majority_share[3], votes.total[3]) == (0.0, 0.0, 0.0)
+    assert not knn_label_issues(votes, labels, 0.2)[[0, 3]].any()
     inputs = make_inputs(labels, knn=KnnGraph(indices, distances), trainable=kept)
     frame = REGISTRY["knn_label"]().run(inputs, {}, quiet)
     assert not frame["is_issue"].iloc[[0, 3]].any()
     assert "suggested_label" not in frame["details"].iloc[3]
     assert "removed by a reviewer" in frame["details"].iloc[3]["reason"]
     assert frame["details"].iloc[0]["suggested_label"] == "class0"
+
+
+def test_votes_summed_in_blocks_of_rows_are_the_whole_matrixs(monkeypatch):
+    """Many classes: the (rows x classes) votes are made a block of rows at a time, with the
+    same sums, majorities and shares as one matrix."""
+    import audit.detectors.knn_label as knn_label
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 300, 2_000)
+    indices = rng.integers(0, 2_000, (2_000, 7))
+    distances = rng.uniform(0.0, 0.5, (2_000, 7))
+    whole = knn_label.neighbor_label_votes(labels, indices, distances, 300)
+    monkeypatch.setattr(knn_label, "VOTE_BLOCK_BYTES", 8 * 300 * 53)      # blocks of 53 rows
+    blocks = knn_label.neighbor_label_votes(labels, indices, distances, 300)
+    for a, b in zip(whole, blocks):
+        assert np.array_equal(a, b)
+    assert (whole.total > 0).all() and (whole.majority != labels).mean() > 0.5
