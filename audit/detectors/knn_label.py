@@ -161,9 +161,10 @@ class KnnLabel(Detector):
     def score(self, inputs: DetectorInputs, params: dict, progress: Progress) -> pd.DataFrame:
         knn, labels, voters = inputs.knn, inputs.labels, inputs.trainable
         classes = len(inputs.class_names)
-        shares = neighbor_label_votes(labels, knn.indices, knn.distances, classes, voters)
-        is_issue = knn_label_issues(shares, labels, params["max_share"])
-        details = knn_details(shares, labels, knn.indices, inputs.sample_ids, inputs.class_names)
+        share_votes = neighbor_label_votes(labels, knn.indices, knn.distances, classes, voters)
+        is_issue = knn_label_issues(share_votes, labels, params["max_share"])
+        details = knn_details(share_votes, labels, knn.indices, inputs.sample_ids,
+                              inputs.class_names)
         votes = neighbor_votes(labels, knn.indices, knn.distances, classes, voters)
         prior = prior_belief(labels, len(inputs.class_names), inputs.pred_probs)
         score = smoothed_belief(votes, prior, params["prior_weight"])

@@ -77,7 +77,7 @@ def test_samples_a_reviewer_removed_do_not_vote():
     assert frame["details"].iloc[0]["suggested_label"] == "class0"
 
 
-def test_votes_summed_in_blocks_of_rows_are_the_whole_matrixs(monkeypatch):
+def test_votes_summed_a_block_of_rows_at_a_time_equal_the_whole_matrix(monkeypatch):
     """Many classes: the (rows x classes) votes are made a block of rows at a time, with the
     same sums, majorities and shares as one matrix."""
     import audit.detectors.knn_label as knn_label
